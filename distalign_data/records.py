@@ -39,7 +39,7 @@ def record_key(model: str, dataset: str, row_id: str, method: str, steering: str
     """Deterministic key of one record: the same work always gets the same key.
 
     >>> record_key("hf:tiny", "nyt_books", "nyt-1/Male", "sequence", "none")[:12]
-    '6a1c9b8fd0b6'
+    '96792dbd0faa'
     """
     payload = json.dumps([model, dataset, row_id, method, steering], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
