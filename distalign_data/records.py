@@ -11,6 +11,7 @@ write the same records, so every later command reads both the same way.
 ...                 method="verbalize", steering="persona", options=["a", "b"],
 ...                 distribution=[0.25, 0.75], parse_status="ok")
 >>> store.append([rec])
+1
 >>> [r.distribution for r in store.records()]
 [[0.25, 0.75]]
 >>> rec.key in store.keys()
