@@ -1,0 +1,90 @@
+"""The biased-coin experiment: prompts, records, the stated-vs-expressed table and figure."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from distalign_data import coin
+from distalign_data.model_runners.base import Capabilities
+from distalign_data.model_runners.base import RawOutput
+from distalign_data.records import RecordStore
+
+
+class PerfectCoinBackend:
+    """Answers every coin exactly as stated (read back from the prompt), in each method's format."""
+
+    spec = "fake:perfect-coin"
+    name = "fake"
+    capabilities = Capabilities(logprobs=True, max_top_logprobs=20)
+
+    def __init__(self):
+        self.prompts = []
+
+    def sampling_parameters(self, method):
+        return {"temperature": 1.0}
+
+    def generate(self, work, on_output):
+        for job, prompt in work:
+            self.prompts.append(prompt.messages[1]["content"])
+            heads = int(re.search(r"heads with probability (\d+)%", prompt.messages[1]["content"]).group(1))
+            if job.method == "sequence":
+                n_heads = round(30 * heads / 100)
+                raw = RawOutput(text=" ".join(["A"] * n_heads + ["B"] * (30 - n_heads)))
+            elif job.method == "verbalize":
+                raw = RawOutput(text=json.dumps({"A": heads, "B": 100 - heads}))
+            else:
+                # Log-probs of exactly 0 are impossible; keep a tiny mass on each side.
+                p = min(max(heads / 100, 1e-9), 1 - 1e-9)
+                raw = RawOutput(top_logprobs=[("A", math.log(p)), ("B", math.log(1 - p))])
+            on_output(job, prompt, raw)
+
+    def close(self):
+        pass
+
+
+def test_prompt_states_the_bias_and_differs_by_method():
+    prompts = {m: coin.coin_prompt(0.7, m) for m in ("logprobs", "sequence", "verbalize")}
+    for prompt in prompts.values():
+        assert "70%" in prompt.text and "30%" in prompt.text
+        assert prompt.options == ("Heads", "Tails")
+    assert len({p.sha256 for p in prompts.values()}) == 3
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        coin.coin_prompt(1.5, "sequence")
+    with pytest.raises(ValueError, match="unknown expression method"):
+        coin.coin_prompt(0.5, "tarot")
+
+
+def test_run_coin_with_a_perfect_coin(tmp_path):
+    backend = PerfectCoinBackend()
+    summary = coin.run_coin(backend, tmp_path, seed=3, samples=2, progress=False)
+    # 11 stated p x (1 log-prob + 2 sequence + 2 verbalize samples).
+    assert summary["asked"] == summary["written"] == 55
+    records = RecordStore(tmp_path).records()
+    assert {r.dataset for r in records} == {coin.COIN_DATASET}
+    assert all(r.parse_status == "ok" for r in records)
+    points = {(p["method"], p["stated_p"]): p for p in coin.coin_points(records)}
+    assert len(points) == 33
+    for stated in coin.STATED_PROBABILITIES:
+        assert points[("verbalize", stated)]["expressed_p"] == pytest.approx(stated)
+        assert points[("logprobs", stated)]["expressed_p"] == pytest.approx(stated, abs=1e-6)
+        # 30 flips can only express multiples of 1/30.
+        assert points[("sequence", stated)]["expressed_p"] == pytest.approx(round(30 * stated) / 30)
+        assert points[("sequence", stated)]["n"] == 2
+    manifest = RecordStore(tmp_path).manifest()
+    assert manifest["experiment"] == "biased_coin" and manifest["seed"] == 3 and manifest["samples"] == 2
+    stem = tmp_path / coin.COIN_FILE_STEM
+    for suffix in (".csv", ".json", ".png", ".pdf"):
+        assert stem.with_suffix(suffix).stat().st_size > 0
+    # A second run finds every record and asks nothing.
+    again = coin.run_coin(backend, tmp_path, seed=3, samples=2, progress=False)
+    assert again["asked"] == 0 and len(backend.prompts) == 55
+
+
+def test_samples_get_distinct_seeds():
+    work = coin.plan_coin_jobs("fake:x", methods=["sequence"], probabilities=[0.5], samples=3, seed=0)
+    assert len({job.seed for job, _ in work}) == 3
+    assert len({job.key for job, _ in work}) == 3
