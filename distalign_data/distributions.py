@@ -122,6 +122,30 @@ def _first(indices: np.ndarray) -> tuple[int, str]:
     return int(indices[0]), (f" ({more} more row{'s' if more > 1 else ''} with the same problem)" if more else "")
 
 
+def pad_rows(rows, *, name: str = "y") -> PaddedRows:
+    """Read a ragged batch of numbers and pad it with zeros, checking only its shape.
+
+    Raises ``ValueError`` for an empty batch, an empty row or a row that is not
+    a flat sequence of numbers; values (NaN, negatives, sums) are not checked:
+    :func:`as_padded` does that.
+
+    >>> pad_rows([[0.0, float("nan")], [1.0]]).values
+    array([[ 0., nan],
+           [ 1.,  0.]])
+    """
+    flat, lengths = _flatten(rows, name)
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):
+        row, more = _first(empty)
+        raise ValueError(f"{name} row {row}: has no options{more}")
+    offsets = np.cumsum(lengths) - lengths
+    row_of = np.repeat(np.arange(len(lengths)), lengths)
+    column = np.arange(len(flat)) - offsets[row_of]
+    values = np.zeros((len(lengths), int(lengths.max())))
+    values[row_of, column] = flat
+    return PaddedRows(values=values, lengths=lengths)
+
+
 def as_padded(
     rows,
     *,
@@ -151,33 +175,23 @@ def as_padded(
     """
     if not atol >= 0:
         raise ValueError(f"atol must be a non-negative number, got {atol!r}")
-    flat, lengths = _flatten(rows, name)
-    empty = np.flatnonzero(lengths == 0)
-    if len(empty):
-        row, more = _first(empty)
-        raise ValueError(f"{name} row {row}: has no options{more}")
-    offsets = np.cumsum(lengths) - lengths
-    row_of = np.repeat(np.arange(len(lengths)), lengths)
-    column = np.arange(len(flat)) - offsets[row_of]
+    padded = pad_rows(rows, name=name)
+    values, lengths = padded.values, padded.lengths
+    # Padding is 0, so it never trips these checks.
+    for bad, problem in ((~np.isfinite(values), "is {} (NaN and infinity are not probabilities)"), (values < 0, "is negative ({})")):
+        bad_rows = np.flatnonzero(bad.any(axis=1))
+        if len(bad_rows):
+            row, more = _first(bad_rows)
+            column = int(np.argmax(bad[row]))
+            raise ValueError(f"{name} row {row}: entry {column} " + problem.format(values[row, column]) + more)
 
-    bad = np.flatnonzero(~np.isfinite(flat))
-    if len(bad):
-        i = int(bad[0])
-        rows_bad, more = _first(np.unique(row_of[bad]))
-        raise ValueError(f"{name} row {rows_bad}: entry {column[i]} is {flat[i]} (NaN and infinity are not probabilities){more}")
-    bad = np.flatnonzero(flat < 0)
-    if len(bad):
-        i = int(bad[0])
-        rows_bad, more = _first(np.unique(row_of[bad]))
-        raise ValueError(f"{name} row {rows_bad}: entry {column[i]} is negative ({flat[i]}){more}")
-
-    sums = np.bincount(row_of, weights=flat, minlength=len(lengths))
+    sums = values.sum(axis=1)
     if normalize:
         zero = np.flatnonzero(sums <= 0)
         if len(zero):
             row, more = _first(zero)
             raise ValueError(f"{name} row {row}: sums to 0, so it cannot be normalised{more}")
-        flat = flat / sums[row_of]
+        values = values / sums[:, None]
     elif check_sum:
         off = np.flatnonzero(np.abs(sums - 1.0) > atol)
         if len(off):
@@ -186,8 +200,6 @@ def as_padded(
                 f"{name} row {row}: sums to {sums[row]:.6g}, not 1 (atol={atol:g}); "
                 f"pass normalize=True to rescale rows{more}"
             )
-    values = np.zeros((len(lengths), int(lengths.max())))
-    values[row_of, column] = flat
     return PaddedRows(values=values, lengths=lengths)
 
 
