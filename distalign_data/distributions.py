@@ -223,15 +223,20 @@ def check_distributions(
     """
     true = as_padded(y_true, name="y_true", normalize=normalize, check_sum=check_sum, atol=atol)
     pred = as_padded(y_pred, name="y_pred", normalize=normalize, check_sum=check_sum, atol=atol)
+    check_same_shape(true, pred)
+    return true, pred
+
+
+def check_same_shape(true: PaddedRows, pred: PaddedRows, *, names=("y_true", "y_pred")) -> None:
+    """Raise ``ValueError`` unless both batches have the same rows and options per row."""
     if len(true) != len(pred):
-        raise ValueError(f"y_true has {len(true)} rows but y_pred has {len(pred)}")
+        raise ValueError(f"{names[0]} has {len(true)} rows but {names[1]} has {len(pred)}")
     differ = np.flatnonzero(true.lengths != pred.lengths)
     if len(differ):
         row, more = _first(differ)
         raise ValueError(
-            f"row {row}: y_true has {true.lengths[row]} options but y_pred has {pred.lengths[row]}{more}"
+            f"row {row}: {names[0]} has {true.lengths[row]} options but {names[1]} has {pred.lengths[row]}{more}"
         )
-    return true, pred
 
 
 def total_variation(y_true, y_pred, *, normalize=False, check_sum=True, atol=DEFAULT_ATOL) -> np.ndarray:
@@ -314,16 +319,11 @@ def wasserstein_ordinal(y_true, y_pred, *, ordinal_values=None, normalize=False,
     if ordinal_values is None:
         positions = np.broadcast_to(np.arange(width, dtype=np.float64), (n_rows, width))
     else:
-        values = as_padded(ordinal_values, name="ordinal_values", check_sum=False)
-        if len(values) != n_rows:
-            raise ValueError(f"ordinal_values has {len(values)} rows but y_true has {n_rows}")
-        differ = np.flatnonzero(values.lengths != true.lengths)
-        if len(differ):
-            row, more = _first(differ)
-            raise ValueError(
-                f"row {row}: ordinal_values has {values.lengths[row]} entries but y_true has "
-                f"{true.lengths[row]} options{more}"
-            )
+        values = pad_rows(ordinal_values, name="ordinal_values")
+        nonfinite = np.flatnonzero(~np.isfinite(values.values).all(axis=1))
+        if len(nonfinite):
+            raise ValueError(f"ordinal_values row {nonfinite[0]}: has a NaN or infinite entry")
+        check_same_shape(true, values, names=("y_true", "ordinal_values"))
         positions = values.values
     # Sort each row by position; padding goes last and then takes the row's
     # maximum, so its gaps (and hence its contribution) are zero.
