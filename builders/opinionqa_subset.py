@@ -25,7 +25,6 @@ from ._common import UpstreamBuilder, aligned_counts, normalise, parse_string_li
 DATASET = "opinionqa_subset"
 SUBSET_DIR = "opinions_qa/data/human_resp/Pew_American_Trends_Panel_disagreement_100/"
 POOL_DIR = "opinions_qa/data/human_resp/Pew_American_Trends_Panel_disagreement_500/"
-QUESTION_FIELDS = ("MC_options", "question_text")
 
 
 def _files() -> dict[str, str]:

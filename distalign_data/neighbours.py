@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from distalign_data.distributions import align, total_variation
 from distalign_data.schema import NUM_FEW_SHOT
 
 MISMATCH_DISTANCE = 1.0
@@ -40,11 +41,10 @@ def distinctness(options_a: Sequence[str], probs_a: Sequence[float], options_b: 
     """
     if len(options_a) != len(options_b):
         return MISMATCH_DISTANCE
-    mass_a = dict(zip(options_a, probs_a))
-    mass_b = dict(zip(options_b, probs_b))
-    # A fixed summation order and rounding keep ties exact across runs (set order is hash-seeded).
-    union = list(mass_a) + [option for option in mass_b if option not in mass_a]
-    return round(0.5 * sum(abs(mass_a.get(option, 0.0) - mass_b.get(option, 0.0)) for option in union), 9)
+    union = list(options_a) + [option for option in options_b if option not in options_a]
+    distance = total_variation([align(options_a, probs_a, union)], [align(options_b, probs_b, union)], check_sum=False)[0]
+    # Rounding makes equal distances compare equal, so ties fall to the similarity rank.
+    return round(float(distance), 9)
 
 
 def select_few_shot(

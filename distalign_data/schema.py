@@ -117,6 +117,37 @@ def row_features(dataset: str):
     return Features({key: types[key] for key in row_columns(dataset)})
 
 
+ANNOTATION_COLUMNS = (
+    "id",
+    "question_id",
+    "title",
+    "author",
+    "annotator",
+    "rating",
+    "rating_index",
+    "groups",
+    "gender",
+    "race",
+    "party",
+    "income",
+    "age_band",
+)
+
+
+def annotation_features():
+    """The ``datasets.Features`` of one NYT rating (the ``annotations`` config of ``nyt_books``).
+
+    ``annotator`` is a project-assigned number (1, 2, ...), never a worker ID;
+    ``rating_index`` is the position of ``rating`` in the Likert options (0-3);
+    ``groups`` lists the groups whose reference counts the rating belongs to.
+    """
+    from datasets import Features, List, Value
+
+    types = {column: Value("string") for column in ANNOTATION_COLUMNS}
+    types.update(annotator=Value("int32"), rating_index=Value("int32"), groups=List(Value("string")))
+    return Features(types)
+
+
 def _check_dataset(dataset: str) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
