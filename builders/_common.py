@@ -30,6 +30,7 @@ class SourceConfig(datasets.BuilderConfig):
     """A builder config that also says where the upstream files are (``None``: resolve as usual)."""
 
     source: str | None = None
+    manifest: str | None = None
 
 
 class UpstreamBuilder(datasets.GeneratorBasedBuilder):
@@ -61,7 +62,7 @@ class UpstreamBuilder(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        source = resolve_source(self.config.source)
+        source = resolve_source(self.config.source, manifest=self.config.manifest)
         paths = {key: str(source.path(relpath)) for key, relpath in self.FILES[self.config.name].items()}
         return [datasets.SplitGenerator(name=SPLIT, gen_kwargs={"paths": paths})]
 

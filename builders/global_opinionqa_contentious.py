@@ -55,7 +55,11 @@ class GlobalOpinionQAContentious(UpstreamBuilder):
                 similar = similarity.get(text, {}).get(country)
                 if similar is None:
                     raise ValueError(f"{name}: no similarity list for this country")
-                candidates = [self._candidate(similar_text, values, name) for similar_text, values in similar.items()]
+                candidates = [
+                    self._candidate(similar_text, values, name)
+                    for similar_text, values in similar.items()
+                    if similar_text != text
+                ]
                 yield {
                     "id": row_id(question_id, country),
                     "dataset": DATASET,

@@ -144,9 +144,9 @@ class NYTBooks(UpstreamBuilder):
             url = links.get(_link_key(key))
             if url is None:
                 raise ValueError(f"book {key!r}: no link in NYTimes_TextData.csv")
-            similar = similarity.get(key)
-            if similar is None or any(other not in books for other in similar):
+            if key not in similarity or any(other not in books for other in similarity[key]):
                 raise ValueError(f"book {key!r}: missing similarity list or unknown similar book")
+            similar = [other for other in similarity[key] if other != key]
             for attribute, groups in GROUPS[DATASET].items():
                 for group in groups:
                     name = f"row {row_id(question_id, group)!r}"

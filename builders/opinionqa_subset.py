@@ -70,9 +70,9 @@ class OpinionQASubset(UpstreamBuilder):
                 pool[attribute] = json.load(handle)
         first_attribute = next(iter(GROUPS[DATASET]))
         for question_id in subset[first_attribute]:
-            similar = similarity.get(question_id)
-            if similar is None:
+            if question_id not in similarity:
                 raise ValueError(f"question {question_id!r}: no similarity list")
+            similar = [other for other in similarity[question_id] if other != question_id]
             for attribute, groups in GROUPS[DATASET].items():
                 if question_id not in subset[attribute]:
                     raise ValueError(f"question {question_id!r}: missing from {attribute}_data.json")

@@ -17,7 +17,7 @@ import importlib
 from pathlib import Path
 
 from distalign_data.names import DATASETS
-from distalign_data.sources import UpstreamSource, resolve_source
+from distalign_data.sources import MANIFEST_PATH, UpstreamSource, resolve_source
 
 # Canonical dataset name -> "module:class" of its builder.
 BUILDERS = {
@@ -61,6 +61,8 @@ def make_builder(name: str, *, config: str = DEFAULT_CONFIG, source=None, cache_
         config_name=config,
         cache_dir=str(cache),
         source=str(resolved.root) if resolved.root else None,
+        # Only a non-default manifest is passed, so the usual config id (and cache folder) stays put.
+        **({"manifest": str(resolved.manifest)} if resolved.manifest != MANIFEST_PATH else {}),
     )
 
 
@@ -73,16 +75,24 @@ def load_benchmark(name: str, *, config: str = DEFAULT_CONFIG, source=None, cach
     """The built dataset as a ``datasets.Dataset`` (the single ``test`` split)."""
     resolved = resolve_source(source)
     _verify_inputs(name, config, resolved)
+    from datasets.exceptions import DatasetGenerationError
+
     builder = make_builder(name, config=config, source=resolved, cache_dir=cache_dir)
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except DatasetGenerationError as error:
+        # The builders raise ValueError naming the bad row; surface it, not the wrapper.
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
     return builder.as_dataset(split="test")
 
 
 def load_rows(name: str, source=None, *, config: str = DEFAULT_CONFIG) -> list[dict]:
     """The rows of dataset ``name`` as plain dicts (see ``docs/interfaces.md``, "Benchmark row").
 
-    ``source`` is an upstream directory (default: ``$DISTALIGN_SOURCE``, else a
-    download at the pinned commit). The caller may modify the returned rows.
+    ``source`` is an upstream directory or an ``UpstreamSource`` (default:
+    ``$DISTALIGN_SOURCE``, else a download at the pinned commit). The caller may modify the returned rows.
     """
     resolved = resolve_source(source)
     key = (name, config, resolved.describe())

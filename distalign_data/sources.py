@@ -134,10 +134,10 @@ def sanitise(relpath: str, data: bytes) -> bytes:
     raise ValueError(f"{relpath}: no pseudonymisation rule for this file")
 
 
-@functools.lru_cache(maxsize=1)
-def load_manifest() -> dict:
-    """The pinned manifest: ``{"repository", "commit", "files": {relpath: entry}}``."""
-    return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
+@functools.lru_cache(maxsize=8)
+def load_manifest(path: Path = MANIFEST_PATH) -> dict:
+    """A manifest (default: the pinned one): ``{"repository", "commit", "files": {relpath: entry}}``."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _sha256_file(path: Path) -> str:
@@ -149,10 +149,10 @@ def _sha256_file(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _verify(path: Path, relpath: str, size: int, mtime_ns: int) -> bool:
+def _verify(path: Path, relpath: str, size: int, mtime_ns: int, manifest: Path) -> bool:
     """Check one file against the manifest; True when it is the upstream original
     of a file the mirror pseudonymised (size and mtime make the cache key)."""
-    entry = load_manifest()["files"][relpath]
+    entry = load_manifest(manifest)["files"][relpath]
     if size != entry["size"] and not entry.get("upstream_sha256"):
         sha = "(not computed)"
     else:
@@ -180,27 +180,29 @@ class UpstreamSource:
     """Verified access to the pinned upstream files.
 
     ``root`` is a local copy (mirror or checkout); ``None`` means files are
-    downloaded from ``base_url`` into ``cache`` on first use.
+    downloaded from ``base_url`` into ``cache`` on first use. ``manifest`` is the
+    pinned one except in tests that serve small fixtures.
     """
 
     root: Path | None
     base_url: str
     cache: Path
+    manifest: Path = MANIFEST_PATH
 
     def describe(self) -> str:
         return str(self.root) if self.root else f"{self.base_url} (cached in {self.cache})"
 
     def files(self, prefix: str = "") -> list[str]:
         """Manifest paths under ``prefix`` (e.g. ``"results/nytimes/"``), sorted."""
-        return sorted(path for path in load_manifest()["files"] if path.startswith(prefix))
+        return sorted(path for path in load_manifest(self.manifest)["files"] if path.startswith(prefix))
 
     def path(self, relpath: str) -> Path:
         """A local path holding the verified (and, for originals, pseudonymised) file."""
         local = self._local(relpath)
         stat = local.stat()
-        if not _verify(local, relpath, stat.st_size, stat.st_mtime_ns):
+        if not _verify(local, relpath, stat.st_size, stat.st_mtime_ns, self.manifest):
             return local
-        sanitised = self.cache / "sanitised" / UPSTREAM_COMMIT / relpath
+        sanitised = self.cache / "sanitised" / load_manifest(self.manifest)["files"][relpath]["sha256"] / relpath
         if not sanitised.exists():
             _write_atomically(sanitised, sanitise(relpath, local.read_bytes()))
         return sanitised
@@ -215,14 +217,14 @@ class UpstreamSource:
         return json.loads(self.read_text(relpath))
 
     def _local(self, relpath: str) -> Path:
-        if relpath not in load_manifest()["files"]:
-            raise ValueError(f"{relpath!r} is not a file of the pinned upstream manifest")
+        if relpath not in load_manifest(self.manifest)["files"]:
+            raise ValueError(f"{relpath!r} is not a file of the upstream manifest {self.manifest}")
         if self.root is not None:
             local = self.root / relpath
             if not local.is_file():
                 raise UpstreamSourceError(f"{relpath} is missing from the upstream source {self.root}")
             return local
-        local = self.cache / "upstream" / UPSTREAM_COMMIT / relpath
+        local = self.cache / "upstream" / load_manifest(self.manifest)["commit"] / relpath
         if not local.is_file():
             self._download(relpath, local)
         return local
@@ -248,25 +250,29 @@ def _write_atomically(target: Path, data: bytes) -> None:
     os.replace(temporary, target)
 
 
-def resolve_source(source: str | os.PathLike | UpstreamSource | None = None) -> UpstreamSource:
+def resolve_source(
+    source: str | os.PathLike | UpstreamSource | None = None, *, manifest: str | os.PathLike | None = None
+) -> UpstreamSource:
     """The upstream source: ``source``, else ``$DISTALIGN_SOURCE``, else a download.
 
-    Nothing is read or downloaded here; files are verified when opened.
+    Nothing is read or downloaded here; files are verified when opened, against
+    ``manifest`` (default: the pinned manifest shipped with the package).
     """
     if isinstance(source, UpstreamSource):
         return source
+    manifest = Path(manifest).resolve() if manifest is not None else MANIFEST_PATH
     cache = _cache_root()
     base_url = os.environ.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL
     if not base_url.endswith("/"):
         base_url += "/"
     chosen = source if source is not None else os.environ.get(SOURCE_VARIABLE) or None
     if chosen is None:
-        return UpstreamSource(root=None, base_url=base_url, cache=cache)
+        return UpstreamSource(root=None, base_url=base_url, cache=cache, manifest=manifest)
     root = Path(chosen).expanduser().resolve()
     if not root.is_dir():
         origin = "--source" if source is not None else SOURCE_VARIABLE
         raise UpstreamSourceError(f"{origin} names {root}, which is not a directory")
-    return UpstreamSource(root=root, base_url=base_url, cache=cache)
+    return UpstreamSource(root=root, base_url=base_url, cache=cache, manifest=manifest)
 
 
 def write_manifest(mirror: Path, sanitised_tsv: Path | None, out: Path = MANIFEST_PATH) -> dict:
