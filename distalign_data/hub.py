@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from distalign_data.names import DATASETS
+from distalign_data.names import DATASETS, GROUPS
 from distalign_data.sources import UPSTREAM_COMMIT, UPSTREAM_REPOSITORY
 
 NAMESPACE = "distalign"
@@ -70,13 +70,9 @@ def _card_statistics(name: str, tables: dict) -> dict[str, str]:
         ),
     }
     if name == "opinionqa_subset":
-        full = max(Counter(row["question_id"] for row in rows).values())
-        per_question = Counter(row["question_id"] for row in rows)
         present = {(row["question_id"], row["group"]) for row in rows}
-        absent = [
-            f"{question} / {group}" for question in questions if per_question[question] < full
-            for group in groups if (question, group) not in present
-        ]
+        expected = [group for members in GROUPS[name].values() for group in members]
+        absent = [f"{q} / {g}" for q in questions for g in expected if (q, g) not in present]
         stats["absent_rows"] = ", ".join(absent) or "none"
     if name == "global_opinionqa_contentious":
         per_question = Counter(row["question_id"] for row in rows)

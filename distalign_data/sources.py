@@ -200,7 +200,13 @@ class UpstreamSource:
         """A local path holding the verified (and, for originals, pseudonymised) file."""
         local = self._local(relpath)
         stat = local.stat()
-        if not _verify(local, relpath, stat.st_size, stat.st_mtime_ns, self.manifest):
+        try:
+            original = _verify(local, relpath, stat.st_size, stat.st_mtime_ns, self.manifest)
+        except UpstreamIntegrityError:
+            if self.root is None:
+                local.unlink(missing_ok=True)  # a bad download must not stick in the cache
+            raise
+        if not original:
             return local
         sanitised = self.cache / "sanitised" / load_manifest(self.manifest)["files"][relpath]["sha256"] / relpath
         if not sanitised.exists():
