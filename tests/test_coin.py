@@ -12,6 +12,7 @@ from distalign_data import coin
 from distalign_data.model_runners.base import Capabilities
 from distalign_data.model_runners.base import RawOutput
 from distalign_data.records import RecordStore
+from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (fixture)
 
 
 class PerfectCoinBackend:
@@ -88,3 +89,28 @@ def test_samples_get_distinct_seeds():
     work = coin.plan_coin_jobs("fake:x", methods=["sequence"], probabilities=[0.5], samples=3, seed=0)
     assert len({job.seed for job, _ in work}) == 3
     assert len({job.key for job, _ in work}) == 3
+
+
+def test_coin_command_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
+    from distalign_data import cli
+
+    out = tmp_path / "coin-run"
+    argv = ["coin", "--model", f"hf:{tiny_model_dir}", "--out", str(out), "--samples", "2",
+            "--max-new-tokens", "12", "--seed", "5", "--no-progress"]
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["asked"] == summary["written"] == 55
+    records = RecordStore(out).records()
+    assert len(records) == 55 and {r.model for r in records} == {f"hf:{tiny_model_dir}"}
+    # A local model gives log-probs over its whole vocabulary, so A and B are always found.
+    logprob_records = [r for r in records if r.method == "logprobs"]
+    assert len(logprob_records) == 11 and all(r.parse_status == "ok" for r in logprob_records)
+    table = json.loads((out / f"{coin.COIN_FILE_STEM}.json").read_text())["rows"]
+    points = coin.coin_points(records)
+    assert len(table) == len(points) == 33
+    for written, expected in zip(table, points):
+        assert written["stated_p"] == expected["stated_p"] and written["n"] == expected["n"]
+        if expected["n"]:
+            assert written["expressed_p"] == pytest.approx(expected["expressed_p"])
+    assert (out / f"{coin.COIN_FILE_STEM}.png").stat().st_size > 10_000
+    assert RecordStore(out).manifest()["seed"] == 5
