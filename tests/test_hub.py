@@ -118,6 +118,13 @@ def _assert_no_worker_ids(text: str, ids: set[str]) -> None:
     assert not words & ids
 
 
+def test_worker_id_check_catches_a_leak():
+    leaked = "anon-0123456789ab"
+    for text in (f"rated by {leaked}.", "x/0123456789ab/y"):
+        with pytest.raises(AssertionError):
+            _assert_no_worker_ids(text, {leaked})
+
+
 def test_fixture_folders_hold_no_worker_id(built, fixture_source):
     from distalign_data.sources import pseudonym
 

@@ -224,3 +224,19 @@ def test_tampered_copy_of_the_mirror_is_refused(tmp_path):
     with pytest.raises(UpstreamIntegrityError, match="biased_coin/benchmark.json"):
         resolve_source(root).read_json("inputs/toy_problems/biased_coin/benchmark.json")
     shutil.rmtree(root)
+
+
+@pytest.mark.mirror
+def test_pinned_files_download_from_a_loopback_copy_of_the_mirror(mirror_source, monkeypatch):
+    monkeypatch.delenv(SOURCE_VARIABLE, raising=False)
+    server = _Server(Path(mirror_source))
+    try:
+        monkeypatch.setenv(BASE_URL_VARIABLE, server.url)
+        downloaded = resolve_source()
+        # A name with spaces and a comma travels URL-quoted.
+        relpath = "results/human_annotations/Distributional_Alignment_No_Steering_May 21, 2024_18.01.csv"
+        assert downloaded.read_bytes(relpath) == (Path(mirror_source) / relpath).read_bytes()
+        rows = load_rows("global_opinionqa_contentious", downloaded)
+        assert rows == load_rows("global_opinionqa_contentious", mirror_source)
+    finally:
+        server.close()
