@@ -27,7 +27,7 @@ BUILDERS = {
 }
 DEFAULT_CONFIG = "default"
 _FINGERPRINTED = ("schema.py", "neighbours.py", "sources.py", "upstream_manifest.json")
-_rows_in_memory: dict[tuple[str, str, str], list[dict]] = {}
+_rows_in_memory: dict[tuple[str, str, str, str], list[dict]] = {}
 
 
 def builder_class(name: str):
@@ -95,7 +95,7 @@ def load_rows(name: str, source=None, *, config: str = DEFAULT_CONFIG) -> list[d
     ``$DISTALIGN_SOURCE``, else a download at the pinned commit). The caller may modify the returned rows.
     """
     resolved = resolve_source(source)
-    key = (name, config, resolved.describe())
+    key = (name, config, resolved.describe(), str(resolved.manifest))
     if key not in _rows_in_memory:
         _rows_in_memory[key] = load_benchmark(name, config=config, source=resolved).to_list()
     return copy.deepcopy(_rows_in_memory[key])

@@ -24,12 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distalign_data.names import DATASETS, GROUPS
-from distalign_data.sources import UPSTREAM_COMMIT, UPSTREAM_REPOSITORY
+from distalign_data.sources import (
+    UPSTREAM_COMMIT,
+    UPSTREAM_REPOSITORY,
+    UpstreamIntegrityError,
+    UpstreamSourceError,
+)
 
 NAMESPACE = "distalign"
 METRIC_SPACE = "distalign"
 TOKEN_VARIABLE = "HF_TOKEN"
-DEFAULT_OUT = Path("hub")
+DEFAULT_OUT = Path("out") / "hub"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CARDS_DIR = PROJECT_ROOT / "cards"
 DEFAULT_METRIC_DIR = PROJECT_ROOT / "metrics" / "distalign"
@@ -219,7 +224,11 @@ def release(out: str | Path = DEFAULT_OUT, datasets=DATASETS, *, dry_run: bool =
 
 def _build_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    folders = build_folders(args.source, args.out, args.datasets)
+    try:
+        folders = build_folders(args.source, args.out, args.datasets)
+    except (UpstreamSourceError, UpstreamIntegrityError) as error:
+        print(f"distalign build: {error}", file=sys.stderr)
+        return 1
     for name, folder in folders.items():
         print(f"{name}: {folder}")
     print(f"built {len(folders)} datasets in {time.perf_counter() - start:.1f} s")

@@ -228,3 +228,16 @@ def test_mirror_build_via_cli(mirror_source, tmp_path, capsys):
     nyt_card = (out / "nyt_books" / "README.md").read_text()
     assert "14 (book, group) cells (7 Male, 7 Republican)" in nyt_card and "hold 335" in nyt_card
     assert "**FEM2_W29 / Male**" in (out / "opinionqa_subset" / "README.md").read_text()
+
+
+def test_build_without_any_source_fails_with_one_clear_line(tmp_path, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("DISTALIGN_SOURCE", raising=False)
+    monkeypatch.setenv("DISTALIGN_UPSTREAM_URL", f"http://127.0.0.1:{port}/")
+    assert main(["build", "--out", str(tmp_path / "out"), "--datasets", "nyt_books"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("distalign build: no upstream source") and "DISTALIGN_SOURCE" in error
