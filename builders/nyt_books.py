@@ -2,10 +2,10 @@
 
 Config ``default``: one row per (book, group). Options are the four Likert labels
 in order; the reference is the group's rating counts from ``nytimes/data.json``
-(the aggregate the paper scored; a missing label counts 0). Title and author are
-the two halves of the upstream key "<Title> By <Author>" (its capitalisation kept,
-so rows match the paper's files), genre and summary come from ``data.json``, the
-link from ``NYTimes_TextData.csv``.
+(the aggregate the paper scored; a missing label counts 0). Title, author and link
+come from ``NYTimes_TextData.csv`` (as the New York Times list prints them, titles
+in capitals), matched to the upstream key "<Title> By <Author>" without regard to
+case; genre and summary come from ``data.json``.
 
 Config ``annotations``: one row per (book, annotator) rating from
 ``individual_annotations/``, with the annotator's coarse demographics. Annotators
@@ -30,8 +30,8 @@ from ._common import SourceConfig, UpstreamBuilder, VERSION, aligned_counts, nor
 DATASET = "nyt_books"
 DATA_DIR = "nytimes/"
 ANNOTATIONS_DIR = DATA_DIR + "individual_annotations/"
-KEY_SEPARATOR = " By "
-QUESTION_TEMPLATE = 'How likely are you to read "{title}" by {author}?'
+LIST_SEPARATOR = " by "
+QUESTION = "How likely are you to read this book?"
 BOOK_KEYS = ("MC_options", "genre", "summary")
 # Annotator demographics columns of the upstream CSV -> annotation fields.
 DEMOGRAPHIC_COLUMNS = {"gender": "QDem_Gend", "race": "QDem_Race", "party": "Q_DemRepub", "income": "QDem_Income"}
@@ -41,20 +41,29 @@ AGE_BANDS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
 SPECIFY_SUFFIX = " (please specify)"
 
 
-def split_key(key: str) -> tuple[str, str]:
-    """Title and author of an upstream book key.
+def _match_key(text: str) -> str:
+    """A book's key for matching the upstream key with the NYT list's "<TITLE> by <Author>".
 
-    >>> split_key("The Bee Sting By Paul Murray")
-    ('The Bee Sting', 'Paul Murray')
+    >>> _match_key("Hamnet By Maggie O\u2019Farrell") == _match_key("HAMNET by Maggie O'Farrell")
+    True
     """
-    parts = key.split(KEY_SEPARATOR)
-    if len(parts) != 2 or not all(parts):
-        raise ValueError(f"book {key!r}: expected exactly one {KEY_SEPARATOR.strip()!r} between title and author")
-    return parts[0], parts[1]
-
-
-def _link_key(text: str) -> str:
     return text.casefold().replace("\u2019", "'").strip()
+
+
+def read_book_list(path: str) -> dict[str, dict[str, str]]:
+    """``NYTimes_TextData.csv`` as match key -> title, author, link (see ``_match_key``)."""
+    table = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line in csv.DictReader(handle):
+            parts = line["Title and Author"].split(LIST_SEPARATOR)
+            if len(parts) != 2 or not all(part.strip() for part in parts):
+                raise ValueError(f"book list entry {line['Title and Author']!r}: expected '<TITLE> by <Author>'")
+            key = _match_key(line["Title and Author"])
+            if key in table:
+                raise ValueError(f"book list entry {line['Title and Author']!r} occurs twice")
+            table[key] = {
+                "title": parts[0].strip(), "author": parts[1].strip(), "nyt_url": line["Links"]}
+    return table
 
 
 def age_band(age: str) -> str | None:
@@ -101,6 +110,7 @@ class NYTBooks(UpstreamBuilder):
         },
         "annotations": {
             "data": DATA_DIR + "data.json",
+            "links": DATA_DIR + "NYTimes_TextData.csv",
             "ratings": ANNOTATIONS_DIR + "NYTIMES_proportions_ID.json",
             "demographics": ANNOTATIONS_DIR + "nytimes_annotator_demographics.csv",
         },
@@ -118,32 +128,27 @@ class NYTBooks(UpstreamBuilder):
             yield from self._group_rows(books, paths)
 
     @staticmethod
-    def _book(key: str, entry: dict) -> dict:
-        missing = [field for field in BOOK_KEYS if field not in entry]
-        if missing:
-            raise ValueError(f"book {key!r}: missing {missing}")
-        title, author = split_key(key)
-        return {
-            "question": QUESTION_TEMPLATE.format(title=title, author=author),
-            "options": list(entry["MC_options"]),
-            "title": title,
-            "author": author,
-            "genre": entry["genre"],
-            "summary": entry["summary"],
-        }
+    def _books(books: dict, listing: dict[str, dict[str, str]]) -> dict[str, dict]:
+        """Upstream key -> the book's question, options and book fields."""
+        described = {}
+        for key, entry in books.items():
+            missing = [field for field in BOOK_KEYS if field not in entry]
+            if missing:
+                raise ValueError(f"book {key!r}: missing {missing}")
+            listed = listing.get(_match_key(key))
+            if listed is None:
+                raise ValueError(f"book {key!r}: not in NYTimes_TextData.csv")
+            described[key] = {"question": QUESTION, "options": list(entry["MC_options"]),
+                              "genre": entry["genre"], "summary": entry["summary"], **listed}
+        return described
 
     def _group_rows(self, books: dict, paths: dict[str, str]) -> Iterator[dict]:
-        with open(paths["links"], encoding="utf-8", newline="") as handle:
-            links = {_link_key(line["Title and Author"]): line["Links"] for line in csv.DictReader(handle)}
         with open(paths["similarity"], encoding="utf-8") as handle:
             similarity = json.load(handle)
-        described = {key: self._book(key, entry) for key, entry in books.items()}
+        described = self._books(books, read_book_list(paths["links"]))
         for key, entry in books.items():
             question_id = nyt_question_id(key)
             book = described[key]
-            url = links.get(_link_key(key))
-            if url is None:
-                raise ValueError(f"book {key!r}: no link in NYTimes_TextData.csv")
             if key not in similarity or any(other not in books for other in similarity[key]):
                 raise ValueError(f"book {key!r}: missing similarity list or unknown similar book")
             similar = [other for other in similarity[key] if other != key]
@@ -178,7 +183,7 @@ class NYTBooks(UpstreamBuilder):
                         "similar_question_ids": [nyt_question_id(other) for other in similar],
                         "few_shot": select_few_shot(question_id, book["options"], distribution, candidates),
                         **{field: book[field] for field in BOOK_FIELDS},
-                        "nyt_url": url,
+                        "nyt_url": book["nyt_url"],
                     }
 
     @staticmethod
@@ -199,13 +204,13 @@ class NYTBooks(UpstreamBuilder):
         with open(paths["ratings"], encoding="utf-8") as handle:
             ratings = json.load(handle)
         people = self._demographics(paths["demographics"])
+        described = self._books(books, read_book_list(paths["links"]))
         numbers: dict[str, int] = {}
         groups = [group for members in GROUPS[DATASET].values() for group in members]
         for key, entry in ratings.items():
             if key not in books:
                 raise ValueError(f"book {key!r} of the ratings file is not in data.json")
             question_id = nyt_question_id(key)
-            title, author = split_key(key)
             options = list(books[key]["MC_options"])
             by_worker: dict[str, dict] = {}
             for group in groups:
@@ -223,8 +228,8 @@ class NYTBooks(UpstreamBuilder):
                 yield {
                     "id": f"{question_id}/annotator-{number}",
                     "question_id": question_id,
-                    "title": title,
-                    "author": author,
+                    "title": described[key]["title"],
+                    "author": described[key]["author"],
                     "annotator": number,
                     "rating": rating["rating"],
                     "rating_index": options.index(rating["rating"]),

@@ -95,18 +95,19 @@ def test_nyt_rows(fixture_source):
     assert row["options"] == NYT_LIKERT == row["paper_options"]
     assert row["counts"] == [1.0, 1.0, 0.0, 2.0]
     assert row["distribution"] == pytest.approx([0.25, 0.25, 0.0, 0.5])
-    assert (row["title"], row["author"], row["genre"]) == ("Book 1", "Author 1", "Fiction")
-    assert row["nyt_url"] == "https://www.nytimes.com/books#1" and "Book 1" in row["question"]
+    # Title and author as the NYT list prints them, matched to the key "Book 1 By Author 1".
+    assert (row["title"], row["author"], row["genre"]) == ("BOOK 1", "Author 1", "Fiction")
+    assert row["nyt_url"] == "https://www.nytimes.com/books#1" and row["summary"] == "Summary 1."
     # Book m has counts (m, 1, 0, 2): the distance to book 1 grows with m, so books 3-7 are picked.
     assert [n["question_id"] for n in row["few_shot"]] == [_sha_id("nyt", b) for b in NYT_BOOKS[2:]]
-    assert row["few_shot"][0]["title"] == "Book 3"
+    assert row["few_shot"][0]["title"] == "BOOK 3"
     assert rows[f"{book}/Republican"]["counts"] == [2.0, 1.0, 0.0, 2.0]
 
 
 def test_nyt_annotations(fixture_source):
     ratings = load_rows("nyt_books", fixture_source, config="annotations")
     book1, book2 = _sha_id("nyt", NYT_BOOKS[0]), _sha_id("nyt", NYT_BOOKS[1])
-    shared = {"title": "Book 1", "author": "Author 1", "question_id": book1}
+    shared = {"title": "BOOK 1", "author": "Author 1", "question_id": book1}
     assert ratings == [
         {"id": f"{book1}/annotator-1", **shared, "annotator": 1, "rating": NYT_LIKERT[1], "rating_index": 1,
          "groups": ["Democrat", "Female"], "gender": "Female", "race": "Black or African American",
@@ -118,7 +119,7 @@ def test_nyt_annotations(fixture_source):
         {"id": f"{book1}/annotator-3", **shared, "annotator": 3, "rating": NYT_LIKERT[3], "rating_index": 3,
          "groups": ["Female"], "gender": "Female", "race": "Asian or Asian American",
          "party": "Other", "income": None, "age_band": "35-44"},
-        {"id": f"{book2}/annotator-2", "title": "Book 2", "author": "Author 2", "question_id": book2,
+        {"id": f"{book2}/annotator-2", "title": "BOOK 2", "author": "Author 2", "question_id": book2,
          "annotator": 2, "rating": NYT_LIKERT[3], "rating_index": 3, "groups": ["Republican", "Male"],
          "gender": "Male", "race": "White or Caucasian American", "party": "Republican",
          "income": "Less than $30,000", "age_band": "65+"},
@@ -220,10 +221,10 @@ def test_mirror_neighbours_are_of_the_rows_group(mirror_rows, mirror_source):
             expected = [counts.get(o, 0) / total for o in survey[neighbour["question_id"]]]
             assert neighbour["distribution"] == pytest.approx(expected, abs=1e-7)
     data = json.loads((root / "nytimes/data.json").read_text())
-    titles = {key.split(" By ")[0]: key for key in data}
+    keys = {_sha_id("nyt", key): key for key in data}
     for row in mirror_rows["nyt_books"]:
         for neighbour in row["few_shot"]:
-            counts = data[titles[neighbour["title"]]][row["group"]]
+            counts = data[keys[neighbour["question_id"]]][row["group"]]
             total = sum(counts.values())
             assert neighbour["distribution"] == pytest.approx([counts.get(o, 0) / total for o in NYT_LIKERT], abs=1e-7)
     similarity = json.loads((root / "Global_Values/data/question_similarity.json").read_text())
