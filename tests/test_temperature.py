@@ -1,0 +1,229 @@
+"""Temperature scaling (Eq. 3), the oracle and held-out fits, and expected calibration error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from distalign_data.temperature import (
+    PAPER_BOUNDS,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    fit_temperature_kfold,
+)
+
+
+def plain_scale(row, tau):
+    """Eq. 3 for one row, written directly."""
+    powered = np.asarray(row, dtype=np.float64) ** (1.0 / tau)
+    return powered / powered.sum()
+
+
+def plain_summed_tv(refs, preds, tau):
+    return sum(0.5 * np.abs(plain_scale(p, tau) - np.asarray(y)).sum() for y, p in zip(refs, preds))
+
+
+def logprob_like_rows(n_rows: int, seed: int):
+    rng = np.random.default_rng(seed)
+    refs, preds = [], []
+    for k in rng.integers(2, 7, size=n_rows):
+        refs.append(rng.dirichlet(np.ones(k) * 2))
+        preds.append(rng.dirichlet(np.ones(k) * 0.3) * rng.uniform(0.7, 1.0))  # peaked, mass missing
+    return refs, preds
+
+
+# ---------------------------------------------------------------- apply_temperature
+
+
+def test_apply_temperature_by_hand():
+    # τ = 2: sqrt([0.2, 0.8]) = [0.4472, 0.8944], renormalised [1/3, 2/3]
+    (row,) = apply_temperature([[0.2, 0.8]], 2.0)
+    np.testing.assert_allclose(row, [1 / 3, 2 / 3], atol=1e-15)
+    # τ = 0.5 squares: [0.04, 0.64] / 0.68
+    (row,) = apply_temperature([[0.2, 0.8]], 0.5)
+    np.testing.assert_allclose(row, [0.04 / 0.68, 0.64 / 0.68], atol=1e-15)
+
+
+def test_apply_temperature_matches_the_plain_formula_on_ragged_rows():
+    _, preds = logprob_like_rows(200, seed=0)
+    for tau in (0.3, 1.0, 3.8197, 10.0):
+        result = apply_temperature(preds, tau)
+        for got, row in zip(result, preds):
+            np.testing.assert_allclose(got, plain_scale(row, tau), rtol=1e-12, atol=1e-300)
+
+
+def test_apply_temperature_keeps_zeros_and_survives_extreme_tau():
+    (row,) = apply_temperature([[0.0, 0.3, 0.7]], 1e-4)  # 0.7**10000 underflows without the shift
+    np.testing.assert_array_equal(row, [0.0, 0.0, 1.0])
+    (row,) = apply_temperature([[0.0, 0.3, 0.7]], 1e6)
+    np.testing.assert_allclose(row, [0.0, 0.5, 0.5], atol=1e-5)
+
+
+def test_apply_temperature_returns_an_array_for_an_array():
+    result = apply_temperature(np.array([[0.2, 0.8], [0.5, 0.5]]), 2.0)
+    assert isinstance(result, np.ndarray) and result.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("probs", "tau", "message"),
+    [
+        ([[0.2, 0.8]], 0.0, r"^tau must be a positive finite number, got 0.0$"),
+        ([[0.2, 0.8]], np.inf, r"^tau must be a positive finite number"),
+        ([[0.2, 0.8], [0.0, 0.0]], 1.0, r"^probs row 1: sums to 0, so it cannot be temperature-scaled$"),
+        ([[0.2, -0.8]], 1.0, r"^probs row 0: entry 1 is negative"),
+    ],
+)
+def test_apply_temperature_rejects_bad_input(probs, tau, message):
+    with pytest.raises(ValueError, match=message):
+        apply_temperature(probs, tau)
+
+
+# ---------------------------------------------------------------- oracle fit
+
+
+def test_oracle_fit_recovers_a_known_temperature():
+    # References made by scaling the predictions with τ = 2.5, so τ = 2.5 gives TV 0.
+    _, preds = logprob_like_rows(100, seed=1)
+    refs = apply_temperature(preds, 2.5)
+    fit = fit_temperature(refs, preds)
+    assert fit.tau == pytest.approx(2.5, abs=1e-3)
+    assert fit.objective < 1e-4
+    assert (fit.bounds, fit.n_rows, fit.n_excluded, fit.at_bound) == (PAPER_BOUNDS, 100, 0, False)
+
+
+def test_oracle_fit_agrees_with_a_plain_scipy_search():
+    noise, preds = logprob_like_rows(150, seed=2)
+    # references near a τ = 3 scaling of the predictions, so the optimum is inside the bounds
+    refs = [0.7 * scaled + 0.3 * n for scaled, n in zip(apply_temperature(preds, 3.0), noise)]
+    fit = fit_temperature(refs, preds)
+    assert not fit.at_bound
+    plain = minimize_scalar(lambda tau: plain_summed_tv(refs, preds, tau), bounds=(0, 10), method="bounded")
+    assert fit.tau == pytest.approx(plain.x, abs=1e-6)
+    assert fit.objective == pytest.approx(plain.fun / len(refs), rel=1e-9)
+    grid = np.linspace(0.05, 10, 400)
+    assert fit.objective * len(refs) <= min(plain_summed_tv(refs, preds, t) for t in grid) + 1e-9
+
+
+def test_oracle_fit_excludes_and_counts_zero_and_nan_rows():
+    refs, preds = logprob_like_rows(60, seed=3)
+    clean = fit_temperature(refs, preds)
+    dirty_refs = refs[:10] + [refs[0], refs[1]] + refs[10:]
+    dirty_preds = preds[:10] + [np.zeros(len(refs[0])), np.full(len(refs[1]), np.nan)] + preds[10:]
+    dirty = fit_temperature(dirty_refs, dirty_preds)
+    assert dirty.tau == pytest.approx(clean.tau, abs=1e-12)
+    assert (dirty.n_rows, dirty.n_excluded, dirty.excluded_rows) == (60, 2, (10, 11))
+
+
+def test_the_papers_nan_artefact_is_the_first_golden_section_point():
+    # What the paper's fit did with one all-zero row: the NaN objective makes the
+    # bounded search return a + 0.381966 (b - a), whatever the data.
+    refs, preds = logprob_like_rows(20, seed=4)
+    preds[5] = np.zeros(len(preds[5]))
+
+    def poisoned(tau):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sum(0.5 * np.abs(plain_scale(p, tau) - y).sum() for y, p in zip(refs, preds))
+
+    assert minimize_scalar(poisoned, bounds=(0, 10), method="bounded").x == pytest.approx(3.8197, abs=1e-4)
+    assert fit_temperature(refs, preds).tau != pytest.approx(3.8197, abs=1e-3)
+
+
+def test_oracle_fit_flags_a_bound():
+    # Uniform references and peaked predictions: flatter is always better, τ runs to 10.
+    fit = fit_temperature([[0.5, 0.5], [1 / 3] * 3], [[0.9, 0.1], [0.8, 0.15, 0.05]])
+    assert fit.at_bound and fit.tau == pytest.approx(10, abs=1e-3)
+    narrow = fit_temperature([[0.5, 0.5], [1 / 3] * 3], [[0.9, 0.1], [0.8, 0.15, 0.05]], bounds=(0.5, 4))
+    assert narrow.bounds == (0.5, 4.0) and narrow.tau == pytest.approx(4, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("refs", "preds", "options", "message"),
+    [
+        ([[0.5, 0.5]], [[0.0, 0.0]], {}, r"every row is all zero or holds NaN"),
+        ([[0.5, 0.5]], [[0.5, -0.5]], {}, r"^y_pred row 0: has a negative entry"),
+        ([[0.5, 0.5]], [[0.5, 0.2, 0.3]], {}, r"^row 0: y_true has 2 options but y_pred has 3$"),
+        ([[0.5, 0.6]], [[0.5, 0.5]], {}, r"^y_true row 0: sums to 1.1"),
+        ([[0.5, 0.5]], [[0.5, 0.5]], {"bounds": (5, 1)}, r"^bounds must satisfy 0 <= low < high < inf"),
+    ],
+)
+def test_fit_rejects_bad_input(refs, preds, options, message):
+    with pytest.raises(ValueError, match=message):
+        fit_temperature(refs, preds, **options)
+
+
+# ---------------------------------------------------------------- held-out fit
+
+
+def test_kfold_scales_each_row_with_a_temperature_fitted_without_it():
+    refs, preds = logprob_like_rows(40, seed=5)
+    preds[7] = np.zeros(len(preds[7]))
+    fit = fit_temperature_kfold(refs, preds, n_folds=4, seed=3)
+    assert (fit.n_folds, fit.seed, fit.bounds, fit.excluded_rows) == (4, 3, PAPER_BOUNDS, (7,))
+    assert fit.fold_of_row[7] == -1 and fit.scaled[7] is None and np.isnan(fit.tau_of_row[7])
+    assert sorted(np.bincount(fit.fold_of_row[fit.fold_of_row >= 0])) == [9, 10, 10, 10]
+    for fold in range(4):
+        train = [i for i in range(40) if fit.fold_of_row[i] not in (fold, -1)]
+        expected = fit_temperature([refs[i] for i in train], [preds[i] for i in train])
+        assert fit.taus[fold] == pytest.approx(expected.tau, abs=1e-12)
+        for i in np.flatnonzero(fit.fold_of_row == fold):
+            assert fit.tau_of_row[i] == fit.taus[fold]
+            np.testing.assert_allclose(fit.scaled[i], plain_scale(preds[i], fit.taus[fold]), rtol=1e-12)
+
+
+def test_kfold_is_seeded_and_keeps_groups_together():
+    refs, preds = logprob_like_rows(30, seed=6)
+    groups = [f"q{i // 3}" for i in range(30)]
+    a = fit_temperature_kfold(refs, preds, n_folds=5, seed=1, groups=groups)
+    b = fit_temperature_kfold(refs, preds, n_folds=5, seed=1, groups=groups)
+    c = fit_temperature_kfold(refs, preds, n_folds=5, seed=2, groups=groups)
+    np.testing.assert_array_equal(a.fold_of_row, b.fold_of_row)
+    assert a.taus == b.taus
+    assert not np.array_equal(a.fold_of_row, c.fold_of_row)
+    for start in range(0, 30, 3):
+        assert len(set(a.fold_of_row[start : start + 3])) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_folds": 1}, r"^n_folds must be an integer >= 2, got 1$"),
+        ({"n_folds": 4, "groups": ["a", "a", "b", "b"]}, r"^n_folds=4 needs at least as many usable rows \(or groups\); got 2$"),
+        ({"groups": ["a"]}, r"^groups has shape \(1,\) but there are 4 rows$"),
+        ({"seed": 1.5}, r"^seed must be an integer"),
+    ],
+)
+def test_kfold_rejects_bad_options(options, message):
+    refs, preds = logprob_like_rows(4, seed=7)
+    with pytest.raises(ValueError, match=message):
+        fit_temperature_kfold(refs, preds, **{"n_folds": 2, **options})
+
+
+# ---------------------------------------------------------------- calibration error
+
+
+def test_ece_by_hand():
+    # Points (predicted, reference): (0.1, 0.3), (0.9, 0.7), (0.6, 0.2), (0.4, 0.8).
+    # Two bins: [0, 0.5) holds (0.1, 0.3), (0.4, 0.8): |0.25 - 0.55| = 0.3;
+    #           [0.5, 1] holds (0.9, 0.7), (0.6, 0.2): |0.75 - 0.45| = 0.3.  ECE = 0.3.
+    result = expected_calibration_error([[0.3, 0.7], [0.2, 0.8]], [[0.1, 0.9], [0.6, 0.4]], n_bins=2)
+    assert result.ece == pytest.approx(0.3)
+    assert result.bin_counts.tolist() == [2, 2]
+    np.testing.assert_allclose(result.mean_predicted, [0.25, 0.75])
+    np.testing.assert_allclose(result.mean_reference, [0.55, 0.45])
+    np.testing.assert_allclose(result.bin_edges, [0.0, 0.5, 1.0])
+    assert result.n_points == 4
+
+
+def test_ece_is_zero_for_exact_predictions_and_marks_empty_bins():
+    rows = [[0.25, 0.75], [0.5, 0.5]]
+    result = expected_calibration_error(rows, rows, n_bins=4)
+    assert result.ece == 0.0
+    assert result.bin_counts.tolist() == [0, 1, 2, 1]  # 1.0 would fall in the last bin
+    assert np.isnan(result.mean_predicted[0]) and np.isnan(result.mean_reference[0])
+
+
+def test_ece_rejects_bad_bins():
+    with pytest.raises(ValueError, match=r"^n_bins must be a positive integer, got 0$"):
+        expected_calibration_error([[1.0]], [[1.0]], n_bins=0)
