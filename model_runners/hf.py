@@ -133,10 +133,14 @@ class HFBackend:
             raise ValueError(f"batch_size must be 'auto' or a positive number, got {batch_size!r}")
         self.max_new_tokens = int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
         self._state = None
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size > 1:
             from accelerate import PartialState
 
-            self._state = PartialState()
+            # Without cpu=True, accelerate leaves CPU processes unconnected (each would write).
+            self._state = PartialState(cpu=device == "cpu" or (device is None and not torch.cuda.is_available()))
+            if self._state.num_processes != world_size:
+                raise RuntimeError(f"WORLD_SIZE is {world_size} but accelerate joined {self._state.num_processes} processes")
         self.is_main_process = self._state is None or self._state.is_main_process
         self.num_processes = 1 if self._state is None else self._state.num_processes
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
@@ -296,11 +300,14 @@ class HFBackend:
     def _logprobs(self, batch: list[dict], work: list[tuple[Job, Any]]) -> list[tuple[int, RawOutput]]:
         import torch
 
-        input_ids, mask = self._tensors(batch)
+        # Matrix kernels pick their blocking by shape, so a row's last bits depend on
+        # the batch's row count: a short batch is filled with copies of its first row.
+        filler = [batch[0]] * (self._batch_size("logprobs") - len(batch))
+        input_ids, mask = self._tensors(batch + filler)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-            logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+            logprobs = torch.log_softmax(logits[: len(batch), -1, :].float(), dim=-1)
             answer_ids = [self._answer_ids(it["text"], work[it["index"]][1].letters) for it in batch]
             widest = max(len(ids) for ids in answer_ids)
             index = torch.tensor([ids + [ids[0]] * (widest - len(ids)) for ids in answer_ids], device=logprobs.device)

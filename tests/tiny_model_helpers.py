@@ -4,8 +4,8 @@ Nothing is downloaded. :func:`build_tiny_model` trains a byte-level BPE tokenize
 on a small built-in corpus (so option letters, " A" ... " L", are single tokens),
 wraps it with a chat template, builds a randomly initialised ``LlamaForCausalLM``
 and saves both, so tests exercise the real ``from_pretrained`` loading path.
-:func:`train_tiny_model` teaches a saved model fixed completions of given
-prompts (a few seconds on CPU), for tests that need parseable generations.
+:func:`build_unigram_model` saves a model whose next-token distribution is
+fixed by hand, for tests that need parseable generations with known odds.
 
 Use the session fixtures in a test module::
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 from typing import Sequence
 
 import pytest
@@ -42,28 +43,41 @@ _CORPUS = [
 ]
 
 
-def build_tiny_model(
-    folder: str | Path,
-    *,
-    seed: int = 0,
-    chat_template: bool = True,
-    vocab_size: int = 512,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    initializer_range: float = 0.2,
-) -> Path:
-    """Save a random tiny Llama model and its freshly trained tokenizer in ``folder``; returns it.
+def toy_rows(n_questions: int = 3, *, dataset: str = "opinionqa_subset") -> list[dict]:
+    """Hand-made benchmark rows (interfaces.md shape) for two groups, with 5 few-shot neighbours each."""
+    rows = []
+    for q in range(n_questions):
+        options = ["Yes", "No", "Not sure", "Refused"][: 2 + q % 3]
+        for g, group in enumerate(("Democrat", "Republican")):
+            neighbours = [
+                {
+                    "question_id": f"n{q}{k}",
+                    "question": f"Related question {k} about topic {q}?",
+                    "options": ["Agree", "Disagree", "Neither"][: 2 + k % 2],
+                    "distribution": [0.5, 0.5] if k % 2 == 0 else [0.2 + 0.1 * g, 0.5, 0.3 - 0.1 * g],
+                }
+                for k in range(5)
+            ]
+            rows.append(
+                {
+                    "id": f"q{q}/{group}",
+                    "dataset": dataset,
+                    "question_id": f"q{q}",
+                    "question": "Should the government do more? " + "Think it over. " * q,
+                    "options": options,
+                    "distribution": [1.0 / len(options)] * len(options),
+                    "group_attribute": "POLPARTY",
+                    "group": group,
+                    "few_shot": neighbours,
+                }
+            )
+    return rows
 
-    ``initializer_range`` is large (0.2) so that next-token distributions are far
-    from uniform and numerical differences show up in tests.
-    """
+
+def _tokenizer(vocab_size: int, chat_template: bool, extra_tokens: Sequence[str] = ()) -> Any:
     import tokenizers
-    import torch
-    from transformers import LlamaConfig
-    from transformers import LlamaForCausalLM
     from transformers import PreTrainedTokenizerFast
 
-    folder = Path(folder)
     bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = tokenizers.decoders.ByteLevel()
@@ -81,7 +95,14 @@ def build_tiny_model(
         pad_token="<pad>",
         chat_template=CHAT_TEMPLATE if chat_template else None,
     )
-    config = LlamaConfig(
+    tokenizer.add_tokens(list(extra_tokens))
+    return tokenizer
+
+
+def _config(tokenizer: Any, hidden_size: int, num_layers: int, initializer_range: float, **extra: Any) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
@@ -94,47 +115,68 @@ def build_tiny_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        **extra,
     )
+
+
+def build_tiny_model(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    chat_template: bool = True,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    initializer_range: float = 0.2,
+) -> Path:
+    """Save a random tiny Llama model and its freshly trained tokenizer in ``folder``; returns it.
+
+    ``initializer_range`` is large (0.2) so that next-token distributions are far
+    from uniform and numerical differences show up in tests.
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    folder = Path(folder)
+    tokenizer = _tokenizer(vocab_size, chat_template)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(_config(tokenizer, hidden_size, num_layers, initializer_range))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def train_tiny_model(folder: str | Path, examples: Sequence[tuple[str, str]], *, steps: int = 150, seed: int = 0) -> Path:
-    """Teach the saved model in ``folder`` to continue each prompt text with its completion (+ EOS); saves in place.
+def build_unigram_model(folder: str | Path, token_logits: dict[str, float], *, seed: int = 0, chat_template: bool = True) -> Path:
+    """Save a tiny Llama whose next-token logits are ``token_logits`` (0 for every other token) whatever the context.
 
-    Only the completion tokens are trained, with a high learning rate: the model
-    learns these few examples by heart.
+    Every weight is zero except the embeddings and one attention output bias,
+    which adds a huge constant vector to the residual stream; after the final
+    norm that vector alone reaches the output layer, whose column 0 is set to
+    give the requested logits. A key of ``token_logits`` longer than a letter
+    is added to the vocabulary as one token. A model with known output
+    probabilities lets tests check sampling and parsing end to end.
     """
     import torch
-    from transformers import AutoModelForCausalLM
-    from transformers import AutoTokenizer
+    from transformers import LlamaForCausalLM
 
     folder = Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    sequences = []
-    for prompt, completion in examples:
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        sequences.append((prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids))
-    width = max(len(ids) for ids, _ in sequences)
-    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + ids for ids, _ in sequences])
-    labels = torch.tensor([[-100] * (width - len(lab)) + lab for _, lab in sequences])
-    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(ids) for ids, _ in sequences])[:, None]).long()
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    tokenizer = _tokenizer(512, chat_template, [t for t in token_logits if len(t.strip()) > 1])
+    config = _config(tokenizer, 64, 1, 0.02, attention_bias=True)
     torch.manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-2)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, labels=labels).loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "embed_tokens" not in name and "norm" not in name:
+                parameter.zero_()
+        model.model.layers[0].self_attn.o_proj.bias[0] = 1e4
+        for token, logit in token_logits.items():
+            ids = tokenizer.encode(token, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ValueError(f"{token!r} is not a single token: {ids}")
+            # The normed residual is about sqrt(hidden) along dimension 0.
+            model.lm_head.weight[ids[0], 0] = logit / config.hidden_size**0.5
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 

@@ -1,0 +1,259 @@
+"""The transformers backend on a tiny Llama built by the tests (CPU, no downloads)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distalign_data.model_runners.base import get_backend
+from distalign_data.model_runners.base import run
+from distalign_data.model_runners.hf import GumbelSampler
+from distalign_data.model_runners.hf import letter_token_ids
+from distalign_data.prompts import render_prompt
+from distalign_data.records import RecordStore
+from tests.tiny_model_helpers import build_unigram_model
+from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (fixture)
+from tests.tiny_model_helpers import tiny_plain_model_dir  # noqa: F401  (fixture)
+from tests.tiny_model_helpers import toy_rows
+
+METHODS = ["logprobs", "sequence", "verbalize"]
+STEERINGS = ["none", "persona", "few_shot"]
+MAX_NEW_TOKENS = 12
+
+# Runs the driver in a separate process (killed mid-way, or under accelerate launch).
+RUN_SCRIPT = """
+import json, sys
+from distalign_data.model_runners.base import get_backend, run
+model, rows_file, out, batch_size = sys.argv[1:5]
+backend = get_backend("hf:" + model, batch_size=batch_size, max_new_tokens=int(sys.argv[5]))
+rows = json.loads(open(rows_file).read())
+run(backend, rows, methods=sys.argv[6].split(","), steerings=sys.argv[7].split(","), run_dir=out, seed=7, progress=False)
+"""
+
+
+def comparable(run_dir: Path) -> list[dict]:
+    return sorted((r.comparable() for r in RecordStore(run_dir).records()), key=lambda r: r["key"])
+
+
+def run_tiny(model_dir: Path, run_dir: Path, rows: list[dict], *, batch_size="auto", seed: int = 7, methods=METHODS, steerings=STEERINGS):
+    backend = get_backend(f"hf:{model_dir}", batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)
+    return run(backend, rows, methods=methods, steerings=steerings, run_dir=run_dir, seed=seed, progress=False)
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("script") / "run_rows.py"
+    path.write_text(RUN_SCRIPT)
+    return path
+
+
+def subprocess_env() -> dict:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""), "TOKENIZERS_PARALLELISM": "false"}
+
+
+# -- letter tokens -----------------------------------------------------------
+
+
+def test_letter_token_follows_how_the_prompt_ends(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    no_space = "Question: Do you agree?\nAnswer:"
+    with_space = no_space + " "
+    ids_no_space = letter_token_ids(tokenizer, no_space, "AB")
+    ids_with_space = letter_token_ids(tokenizer, with_space, "AB")
+    assert [tokenizer.decode([i]) for i in ids_no_space] == [" A", " B"]
+    assert [tokenizer.decode([i]) for i in ids_with_space] == ["A", "B"]
+    # Independently: the tokenizer's own split of "...Answer: A" ends with the chosen token.
+    assert tokenizer.encode(no_space + " A", add_special_tokens=False)[-1] == ids_no_space[0]
+    # The chat template's generation prompt ends with a newline: the bare letter follows.
+    row = toy_rows(1)[0]
+    backend = get_backend(f"hf:{tiny_model_dir}")
+    chat = backend.prompt_string(render_prompt(row, "logprobs", "none", seed=0))
+    assert chat.endswith("<|assistant|>\n")
+    assert backend._answer_ids(chat, ("A", "B")) == ids_with_space
+    assert tokenizer.encode(chat + "B", add_special_tokens=False)[-1] == ids_with_space[1]
+
+
+# -- log-probs ---------------------------------------------------------------
+
+
+def reference_logprobs(tokenizer, model, prompt_text: str, token_ids: list[int]) -> list[float]:
+    """One unpadded prompt, full forward pass over every position (the slow, obvious way)."""
+    import torch
+
+    ids = torch.tensor([tokenizer(prompt_text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1].double()
+    logprobs = logits - torch.logsumexp(logits, dim=0)
+    return [float(logprobs[i]) for i in token_ids]
+
+
+def logprob_values(records: list[dict]) -> list[float]:
+    return [lp for record in records for _, lp in json.loads(record["raw_response"])]
+
+
+def test_batched_logprobs_equal_single_prompt_logprobs(tiny_model_dir, tmp_path):
+    rows = toy_rows(3)  # prompts of several lengths, so batches are left-padded
+    run_tiny(tiny_model_dir, tmp_path / "batched", rows, batch_size=4, methods=["logprobs"])
+    run_tiny(tiny_model_dir, tmp_path / "single", rows, batch_size=1, methods=["logprobs"])
+    batched = comparable(tmp_path / "batched")
+    assert len(batched) == len(rows) * 3
+    assert logprob_values(batched) == pytest.approx(logprob_values(comparable(tmp_path / "single")), abs=1e-5)
+    # With one batch size, a prompt's result does not depend on its batch mates: bit for bit.
+    run_tiny(tiny_model_dir, tmp_path / "halves", rows[::2], batch_size=4, methods=["logprobs"])
+    run_tiny(tiny_model_dir, tmp_path / "halves", rows[1::2], batch_size=4, methods=["logprobs"])
+    assert comparable(tmp_path / "halves") == batched
+
+    backend = get_backend(f"hf:{tiny_model_dir}")
+    for record in batched[:6]:
+        row = next(r for r in rows if r["id"] == record["row_id"])
+        prompt = render_prompt(row, "logprobs", record["steering"], seed=7)
+        text = backend.prompt_string(prompt)
+        token_ids = backend._answer_ids(text, prompt.letters)
+        expected = reference_logprobs(backend.tokenizer, backend.model, text, token_ids)
+        got = [lp for _, lp in json.loads(record["raw_response"])]
+        assert got == pytest.approx(expected, abs=2e-5)
+        covered = sum(math.exp(lp) for lp in expected)
+        assert record["parse_details"]["covered_mass"] == pytest.approx(covered, rel=1e-4)
+        assert record["distribution"] == pytest.approx([math.exp(lp) / covered for lp in expected], rel=1e-4)
+        assert record["parse_status"] == "ok"
+
+
+def test_plain_text_prompt_reads_the_space_letter(tiny_plain_model_dir, tmp_path):
+    rows = toy_rows(1)
+    run_tiny(tiny_plain_model_dir, tmp_path, rows, methods=["logprobs"], steerings=["persona"])
+    record = RecordStore(tmp_path).records()[0]
+    assert [token for token, _ in json.loads(record.raw_response)] == [" A", " B"]
+    assert record.prompt_sha256 == render_prompt(rows[0], "logprobs", "persona", seed=7).sha256
+
+
+# -- sampling ----------------------------------------------------------------
+
+
+def test_gumbel_sampler_draws_from_the_softmax():
+    import torch
+
+    probabilities = torch.tensor([0.6, 0.3, 0.1])
+    sampler = GumbelSampler(list(range(4000)), "cpu")
+    scores = probabilities.log().repeat(4000, 1)
+    draws = sampler(None, scores).argmax(dim=-1)
+    frequencies = torch.bincount(draws, minlength=3).double() / 4000
+    # Binomial standard error is at most 0.008; 0.03 is almost 4 of them.
+    assert frequencies.tolist() == pytest.approx(probabilities.tolist(), abs=0.03)
+
+
+def test_seeds_reproduce_and_differ(tiny_model_dir, tmp_path):
+    rows = toy_rows(2)
+    kwargs = {"methods": ["sequence"], "steerings": ["none", "few_shot"]}
+    run_tiny(tiny_model_dir, tmp_path / "a", rows, seed=3, batch_size=4, **kwargs)
+    run_tiny(tiny_model_dir, tmp_path / "b", rows, seed=3, batch_size=1, **kwargs)
+    run_tiny(tiny_model_dir, tmp_path / "c", rows, seed=4, batch_size=4, **kwargs)
+    first, again, other = (comparable(tmp_path / name) for name in "abc")
+    assert first == again
+    texts = [r["raw_response"] for r in first]
+    assert all(len(t) > 0 for t in texts)
+    assert texts != [r["raw_response"] for r in other]
+    # No-steering prompts do not name the group: both groups of a question share one response.
+    none = [r for r in first if r["steering"] == "none"]
+    assert len({r["raw_response"] for r in none}) == 2 and len(none) == 4
+
+
+LETTER_ODDS = {"A": 0.6, "B": 0.4}
+VERBALIZED = '{"A": 60, "B": 40}'
+
+
+@pytest.fixture(scope="module")
+def letters_model(tmp_path_factory) -> Path:
+    """Answers A or B (with or without a leading space) with odds 0.6 : 0.4, whatever the prompt."""
+    logits = {}
+    for letter, p in LETTER_ODDS.items():
+        logits[letter] = logits[" " + letter] = 20 + math.log(p)
+    return build_unigram_model(tmp_path_factory.mktemp("letters"), logits)
+
+
+def test_sequence_and_logprobs_end_to_end_on_a_model_with_known_odds(letters_model, tmp_path):
+    row = toy_rows(1)[0] | {"options": ["Yes", "No", "Not sure"]}
+    backend = get_backend(f"hf:{letters_model}", max_new_tokens=30)
+    run(backend, [row], methods=["sequence", "logprobs"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
+    records = {r.method: r for r in RecordStore(tmp_path).records()}
+    sequence = records["sequence"]
+    assert sequence.parse_status == "ok", sequence.parse_reason
+    letters = [c for c in sequence.raw_response if not c.isspace()]
+    assert len(letters) == 30 and set(letters) <= {"A", "B"}
+    # Counted independently of the parser; 30 draws at 0.6 have a standard error of 0.09.
+    assert sequence.distribution == pytest.approx([letters.count("A") / 30, letters.count("B") / 30, 0.0])
+    assert sequence.distribution[0] == pytest.approx(0.6, abs=0.3)
+    # Log-probs: only the bare-letter variant follows the chat template's newline (0.3 + 0.2 of the mass).
+    logprobs = records["logprobs"]
+    assert logprobs.distribution == pytest.approx([0.6, 0.4, 0.0], abs=1e-4)
+    assert logprobs.parse_details["covered_mass"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_verbalize_end_to_end(tmp_path):
+    folder = build_unigram_model(tmp_path / "model", {VERBALIZED: 20.0})
+    row = toy_rows(1)[0] | {"options": ["Yes", "No", "Not sure"]}
+    backend = get_backend(f"hf:{folder}", max_new_tokens=1)
+    run(backend, [row], methods=["verbalize"], steerings=["few_shot"], run_dir=tmp_path / "run", seed=0, progress=False)
+    (record,) = RecordStore(tmp_path / "run").records()
+    assert record.raw_response == VERBALIZED
+    assert (record.parse_status, record.distribution) == ("ok", pytest.approx([0.6, 0.4, 0.0]))
+    assert record.usage == {"prompt_tokens": len(backend.tokenizer(backend.prompt_string(render_prompt(row, "verbalize", "few_shot", seed=0)), add_special_tokens=False)["input_ids"]), "completion_tokens": 1}
+
+
+# -- resumption and data parallel -------------------------------------------
+
+
+def test_run_killed_mid_way_resumes_to_the_same_records(tiny_model_dir, tmp_path, script):
+    rows = toy_rows(3)
+    rows_file = tmp_path / "rows.json"
+    rows_file.write_text(json.dumps(rows))
+    run_tiny(tiny_model_dir, tmp_path / "whole", rows, batch_size=2)
+    whole = comparable(tmp_path / "whole")
+    assert len(whole) == len(rows) * 9
+
+    killed = tmp_path / "killed"
+    args = [sys.executable, str(script), str(tiny_model_dir), str(rows_file), str(killed), "2", str(MAX_NEW_TOKENS), ",".join(METHODS), ",".join(STEERINGS)]
+    process = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records_file = killed / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if records_file.exists() and records_file.read_bytes().count(b"\n") >= 8:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = len(RecordStore(killed).records())
+    assert 8 <= written < len(whole), "the run was not killed mid-way"
+
+    summary = run_tiny(tiny_model_dir, killed, rows, batch_size=2)
+    assert summary.skipped == written
+    assert comparable(killed) == whole
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate launcher not installed")
+def test_two_process_accelerate_launch_gives_the_same_records(tiny_model_dir, tmp_path, script):
+    rows = toy_rows(2)
+    rows_file = tmp_path / "rows.json"
+    rows_file.write_text(json.dumps(rows))
+    run_tiny(tiny_model_dir, tmp_path / "one", rows, batch_size=2)
+    launch = [
+        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(script), str(tiny_model_dir), str(rows_file), str(tmp_path / "two"), "2", str(MAX_NEW_TOKENS),
+        ",".join(METHODS), ",".join(STEERINGS),
+    ]  # fmt: skip
+    result = subprocess.run(launch, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert RecordStore(tmp_path / "two").manifest()["backend_info"]["num_processes"] == 2
+    assert comparable(tmp_path / "two") == comparable(tmp_path / "one")
