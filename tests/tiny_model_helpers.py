@@ -44,7 +44,7 @@ _CORPUS = [
 
 
 def toy_rows(n_questions: int = 3, *, dataset: str = "opinionqa_subset") -> list[dict]:
-    """Hand-made benchmark rows (interfaces.md shape) for two groups, with 5 few-shot neighbours each."""
+    """Hand-made benchmark rows (interfaces.md shape) for two groups, with 5 few-shot neighbours each (and book fields for NYT)."""
     rows = []
     for q in range(n_questions):
         options = ["Yes", "No", "Not sure", "Refused"][: 2 + q % 3]
@@ -58,6 +58,9 @@ def toy_rows(n_questions: int = 3, *, dataset: str = "opinionqa_subset") -> list
                 }
                 for k in range(5)
             ]
+            book = {"title": f"Book {q}", "author": "A. Writer", "genre": "Fiction", "summary": "A family story."}
+            if dataset == "nyt_books":
+                neighbours = [n | book for n in neighbours]
             rows.append(
                 {
                     "id": f"q{q}/{group}",
@@ -70,6 +73,7 @@ def toy_rows(n_questions: int = 3, *, dataset: str = "opinionqa_subset") -> list
                     "group": group,
                     "few_shot": neighbours,
                 }
+                | (book if dataset == "nyt_books" else {})
             )
     return rows
 

@@ -1,0 +1,114 @@
+"""``distalign run``: argument handling, option forwarding, and a real run followed by ``distalign score``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distalign_data import cli
+from distalign_data.model_runners import base
+from distalign_data.model_runners.base import Capabilities
+from distalign_data.model_runners.base import RawOutput
+from distalign_data.records import RecordStore
+from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (fixture)
+from tests.tiny_model_helpers import toy_rows
+
+
+class EchoBackend:
+    """Answers every prompt with its first option (letter A), and remembers its options."""
+
+    name = "echo"
+    capabilities = Capabilities(logprobs=False, max_top_logprobs=None)
+
+    def __init__(self, spec, **options):
+        self.spec, self.options, self.prompts = spec, options, 0
+
+    def sampling_parameters(self, method):
+        return {"temperature": 1.0}
+
+    def generate(self, work, on_output):
+        for job, prompt in work:
+            self.prompts += 1
+            text = "A A A" if job.method == "sequence" else '{"A": 100}'
+            on_output(job, prompt, RawOutput(text=text, usage={"tokens": 2}))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def echo(monkeypatch):
+    made = []
+
+    def fake_backend(spec, **options):
+        made.append(EchoBackend(spec, **options))
+        return made[-1]
+
+    def fake_rows(name, source=None):
+        return toy_rows(2, dataset=name)
+
+    monkeypatch.setattr(base, "get_backend", fake_backend)
+    monkeypatch.setattr("distalign_data.benchmarks.load_rows", fake_rows)
+    return made
+
+
+def test_run_writes_records_and_forwards_backend_options(echo, tmp_path, capsys):
+    argv = [
+        "run", "--model", "echo:x", "--datasets", "nyt_books,opinionqa_subset", "--methods", "sequence,verbalize",
+        "--steering", "none,persona", "--out", str(tmp_path), "--limit", "3", "--seed", "5",
+        "--concurrency", "4", "--rpm", "60", "--api-key-env", "MY_KEY", "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    (backend,) = echo
+    assert backend.options == {"concurrency": 4, "rpm": 60.0, "api_key_env": "MY_KEY"}
+    records = RecordStore(tmp_path).records()
+    # 3 rows per dataset (limit) x 2 methods x 2 steering methods.
+    assert len(records) == 2 * 3 * 2 * 2
+    assert {r.dataset for r in records} == {"nyt_books", "opinionqa_subset"}
+    assert all(r.distribution[0] == 1.0 and r.seed == 5 for r in records)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # Per dataset and method: q0's two groups share one no-steering prompt, q1/Democrat has its
+    # own, and each of the 3 rows has a persona prompt: 5 prompts.
+    assert summary["written"] == 24 and summary["unique_prompts"] == backend.prompts == 2 * 2 * 5
+    manifest = RecordStore(tmp_path).manifest()
+    assert manifest["seed"] == 5 and manifest["datasets"]["nyt_books"]["rows"] == 3
+    assert "MY_KEY" not in json.dumps(manifest)
+
+
+def test_run_resumes_without_new_requests(echo, tmp_path):
+    argv = ["run", "--model", "echo:x", "--datasets", "nyt_books", "--methods", "sequence", "--steering", "persona",
+            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    cli.main(argv)
+    cli.main(argv)
+    assert [b.prompts for b in echo] == [4, 0]
+    assert len(RecordStore(tmp_path).records()) == 4
+
+
+def test_logprobs_on_a_backend_without_them_fails_before_any_work(echo, tmp_path):
+    argv = ["run", "--model", "echo:x", "--datasets", "nyt_books", "--methods", "logprobs", "--out", str(tmp_path)]
+    with pytest.raises(ValueError, match=r"row 'q0/Democrat': expression method 'logprobs' needs log-probabilities"):
+        cli.main(argv)
+    assert echo[0].prompts == 0 and not RecordStore(tmp_path).records()
+
+
+def test_unknown_method_is_refused(echo, tmp_path):
+    with pytest.raises(ValueError, match="unknown expression method 'logprob'"):
+        cli.main(["run", "--model", "echo:x", "--datasets", "nyt_books", "--methods", "logprob", "--out", str(tmp_path)])
+
+
+@pytest.mark.mirror
+def test_run_then_score_on_the_tiny_model(mirror_source, tiny_model_dir, tmp_path, capsys):
+    run_dir = tmp_path / "RUN"
+    argv = [
+        "run", "--model", f"hf:{tiny_model_dir}", "--datasets", "opinionqa_subset,global_opinionqa_contentious,nyt_books",
+        "--limit", "2", "--out", str(run_dir), "--source", str(mirror_source), "--max-new-tokens", "6", "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    records = RecordStore(run_dir).records()
+    assert len(records) == 3 * 2 * 3 * 3
+    assert {r.dataset for r in records} == {"opinionqa_subset", "global_opinionqa_contentious", "nyt_books"}
+    assert all(r.parse_status != "failed" for r in records if r.method == "logprobs")
+    capsys.readouterr()
+    assert cli.main(["score", str(run_dir)]) == 0
+    assert f"hf:{tiny_model_dir}" in capsys.readouterr().out
