@@ -221,6 +221,8 @@ def plot_likert_marginals(marginals: Any, stem: str | os.PathLike, *, title: str
         raise ValueError("Figure 5: no model rows, only the human reference")
     fig, axes = _new_figure(len(models), len(groups))
     width = 0.8 / len(sources)
+    # One scale for every panel, so bars compare across models and groups.
+    y_top = min(1.0, math.ceil((float(frame["probability"].max()) + 0.05) * 10) / 10)
     handles: dict[str, Any] = {}
     for r, model in enumerate(models):
         for c, group in enumerate(groups):
@@ -236,7 +238,7 @@ def plot_likert_marginals(marginals: Any, stem: str | os.PathLike, *, title: str
                 bars = ax.bar(x, np.nan_to_num(probs), width, color=_STEERING_COLOURS.get(source), label=name)
                 handles.setdefault(name, bars)
             ax.set_xticks(np.arange(len(options)), [_wrap(o) for o in options], fontsize=8)
-            ax.set_ylim(0, 1)
+            ax.set_ylim(0, y_top)
             ax.set_title(f"{label(model)} · {group}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if c == 0:
@@ -260,8 +262,9 @@ def plot_calibration(bins: Any, stem: str | os.PathLike) -> list[Path]:
     ``bins`` rows carry ``model, variant, mean_predicted, mean_observed, count``:
     per bin of predicted option probability, the mean predicted probability and
     the mean reference (human) probability of the same options. ``variant`` names
-    the curve (``"raw"``, ``"oracle τ"``, ``"held-out τ"`` ...). One panel per model;
-    the diagonal is perfect calibration.
+    the curve (``"raw"``, ``"oracle τ"``, ``"held-out τ"`` ...); an optional ``ece``
+    column is printed in the panel. One panel per model; the diagonal is perfect
+    calibration.
     """
     frame = _frame(bins, ("model", "variant", "mean_predicted", "mean_observed", "count"), "Figure 6")
     models = _ordered(frame["model"], tuple(PAPER_MODELS))
@@ -272,12 +275,18 @@ def plot_calibration(bins: Any, stem: str | os.PathLike) -> list[Path]:
     handles: dict[str, Any] = {}
     for i, (ax, model) in enumerate(zip(_hide_unused(axes, len(models)), models)):
         ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1)
+        ece_lines = []
         for v, variant in enumerate(variants):
             part = frame[(frame["model"] == model) & (frame["variant"] == variant) & (frame["count"] > 0)]
             part = part.sort_values("mean_predicted")
             (line,) = ax.plot(part["mean_predicted"], part["mean_observed"], marker="o", markersize=3,
                               color=colours[v % len(colours)], label=variant)
             handles.setdefault(variant, line)
+            if "ece" in part and len(part):
+                ece_lines.append(f"ECE {variant}: {part['ece'].iloc[0]:.3f}")
+        if ece_lines:
+            ax.text(0.97, 0.03, "\n".join(ece_lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(label(model), fontsize=10)
