@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from distalign_data.names import PROTOCOLS
 DEFAULT_RESAMPLES = 1000
 # Index draws are made in blocks of about this many entries: large enough to
 # amortise numpy's per-call cost, small enough to stay in cache.
-_BLOCK_ENTRIES = 200_000
+_BLOCK_ENTRIES = 400_000
 _LOW_WORD = np.uint64(0xFFFFFFFF)
 _WORD_BITS = np.uint64(32)
 
@@ -141,7 +142,7 @@ def uniform_indices(rng: np.random.Generator, shape: tuple[int, int], n: int) ->
     Lemire's multiply-shift on the two 32-bit halves of the generator's raw
     64-bit outputs, with his rejection step (a draw is rejected with
     probability below ``n / 2**32`` and redrawn), done array-wide: about
-    twice as fast here as ``rng.integers``, which makes a function call per value.
+    twice as fast here as ``rng.integers``, which makes a call per value.
 
     >>> rng = np.random.default_rng(0)
     >>> draws = uniform_indices(rng, (2, 3), 5)
@@ -151,19 +152,31 @@ def uniform_indices(rng: np.random.Generator, shape: tuple[int, int], n: int) ->
     if not 0 < n < 2**32:
         raise ValueError(f"n must lie in [1, 2**32), got {n}")
     rows, columns = shape
-    half = (columns + 1) // 2
+    return _draw_indices(rng, _index_buffer(rows, columns), columns, n)
+
+
+def _index_buffer(rows: int, columns: int) -> np.ndarray:
+    """Scratch space for :func:`_draw_indices`: ``(rows, 2, ceil(columns / 2))`` words."""
+    return np.empty((rows, 2, (columns + 1) // 2), dtype=np.uint64)
+
+
+def _draw_indices(rng: np.random.Generator, buffer: np.ndarray, columns: int, n: int) -> np.ndarray:
+    """Fill ``buffer`` with uniform draws in ``[0, n)``; return them as an ``(rows, columns)`` int64 view."""
+    rows, _, half = buffer.shape
     raw = rng.bit_generator.random_raw(rows * half).reshape(rows, half)
-    words = np.empty((rows, 2, half), dtype=np.uint64)
-    np.bitwise_and(raw, _LOW_WORD, out=words[:, 0])
-    np.right_shift(raw, _WORD_BITS, out=words[:, 1])
-    words = words.reshape(rows, 2 * half)[:, :columns]
-    threshold = np.uint64((2**32) % n)
+    np.bitwise_and(raw, _LOW_WORD, out=buffer[:, 0])
+    np.right_shift(raw, _WORD_BITS, out=buffer[:, 1])
+    words = buffer.reshape(rows, 2 * half)[:, :columns]
     words *= np.uint64(n)
-    rejected = np.flatnonzero((words & _LOW_WORD) < threshold) if threshold else ()
+    # Lemire's rejection: the low 32 bits of word * n below 2**32 mod n mark the
+    # few draws that would make some values more likely than others.
+    threshold = (2**32) % n
+    low_half = words.view(np.uint32)[:, 0::2] if sys.byteorder == "little" else words.view(np.uint32)[:, 1::2]
+    rejected = np.flatnonzero(low_half < np.uint32(threshold))
     while len(rejected):
         redrawn = (rng.bit_generator.random_raw(len(rejected)) & _LOW_WORD) * np.uint64(n)
         words.flat[rejected] = redrawn
-        rejected = rejected[(redrawn & _LOW_WORD) < threshold]
+        rejected = rejected[(redrawn & _LOW_WORD) < np.uint64(threshold)]
     words >>= _WORD_BITS
     return words.view(np.int64)
 
@@ -181,12 +194,20 @@ def resample_means(columns: np.ndarray, *, n_resamples: int, rng: np.random.Gene
     array([1., 1.])
     """
     n = len(columns)
-    block = max(1, _BLOCK_ENTRIES // n)
+    if not 0 < n < 2**32:
+        raise ValueError(f"columns must have between 1 and 2**32 - 1 rows, got {n}")
+    block = min(n_resamples, max(1, _BLOCK_ENTRIES // n))
+    # Buffers are reused across blocks: fresh multi-megabyte arrays per block
+    # cost more in page faults than the arithmetic does.
+    indices = _index_buffer(block, n)
+    gathered = np.empty((block, n) + columns.shape[1:])
     out = np.empty((n_resamples,) + columns.shape[1:])
     for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        rows = uniform_indices(rng, (stop - start, n), n)
-        out[start:stop] = columns[rows].mean(axis=1)
+        size = min(block, n_resamples - start)
+        rows = _draw_indices(rng, indices[:size], n, n)
+        # mode="clip" skips take's buffered bounds check; the indices are in range.
+        np.take(columns, rows, axis=0, out=gathered[:size], mode="clip")
+        out[start : start + size] = gathered[:size].sum(axis=1) / n
     return out
 
 
