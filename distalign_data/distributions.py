@@ -58,13 +58,14 @@ class PaddedRows:
         return np.split(flat, np.cumsum(self.lengths)[:-1])
 
 
-_REJECTED_ROW_TYPES = (str, bytes, dict)
+# Iterable, but never a row of probabilities (a dict would iterate over its keys).
+_NOT_ROWS = (str, bytes, Mapping)
 
 
 def _describe_bad_row(rows, name: str) -> str:
     """Find the first row that cannot be read as numbers (error path only)."""
     for i, row in enumerate(rows):
-        if isinstance(row, _REJECTED_ROW_TYPES) or isinstance(row, Mapping):
+        if isinstance(row, _NOT_ROWS):
             return f"{name} row {i}: expected a sequence of numbers, got {type(row).__name__}"
         try:
             np.asarray(row, dtype=np.float64).reshape(len(row))
@@ -82,7 +83,7 @@ def _flatten(rows, name: str) -> tuple[np.ndarray, np.ndarray]:
                 f"got an array of shape {rows.shape} and dtype {rows.dtype}"
             )
         return rows.astype(np.float64).ravel(), np.full(rows.shape[0], rows.shape[1], dtype=np.intp)
-    if isinstance(rows, _REJECTED_ROW_TYPES + (Mapping,)):
+    if isinstance(rows, _NOT_ROWS):
         raise ValueError(f"{name}: expected a sequence of rows, got {type(rows).__name__}")
     if not isinstance(rows, Sequence):
         try:
@@ -95,7 +96,7 @@ def _flatten(rows, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(rows) == 0:
         raise ValueError(f"{name} is empty: at least one row is needed")
     row_types = set(map(type, rows))
-    if any(issubclass(t, _REJECTED_ROW_TYPES + (Mapping,)) for t in row_types):
+    if any(issubclass(t, _NOT_ROWS) for t in row_types):
         raise ValueError(_describe_bad_row(rows, name))
     try:
         lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))

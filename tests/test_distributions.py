@@ -167,11 +167,6 @@ def test_kl_unsmoothed_is_infinite_where_the_prediction_misses_mass():
 
 # ---------------------------------------------------------------- properties
 
-distribution = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=2, max_size=12).filter(
-    lambda row: sum(row) > 1e-3
-)
-
-
 def _normalised(row):
     array = np.asarray(row, dtype=np.float64)
     return array / array.sum()
