@@ -55,6 +55,9 @@ NO_STEERING_PROMPT_GROUP = "Democrat"
 IMPORT_BACKEND = "paper-import"
 # What the paper's runs used (protocol section 3); no seeds were set upstream.
 PAPER_SAMPLING = {"temperature": 1.0, "n_samples": 1, "top_logprobs": 20}
+# The held-out temperature fit: folds by question, seeded.
+TS_FOLDS = 5
+TS_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +114,10 @@ class RowIndex:
             "global_opinionqa_contentious": schema.gv_question_id,
         }[dataset]
         self.by_question: dict[str, list[dict[str, Any]]] = {}
+        self.by_id: dict[str, dict[str, Any]] = {}
         for row in rows:
             self.by_question.setdefault(row["question_id"], []).append(row)
+            self.by_id[row["id"]] = row
 
     def rows_for(self, upstream_key: str) -> list[dict[str, Any]]:
         return self.by_question.get(self._question_id(upstream_key), [])
@@ -206,6 +211,70 @@ def records_from_file(file: ResultFile, entries: dict[str, Any], index: RowIndex
     return records
 
 
+def refit_temperature(records: list[RunRecord], indexes: dict[str, RowIndex], *, n_folds: int = TS_FOLDS,
+                      seed: int = TS_SEED) -> list[RunRecord]:
+    """Give each temperature-scaled record the package's own fit instead of the upstream's rescaled vector.
+
+    Per (model, dataset, steering), as the paper did, one oracle τ is fitted on
+    the re-parsed log-prob records against their rows' references
+    (:func:`~distalign_data.temperature.fit_temperature`, NaN-safe: failed
+    parses are excluded, never turned into τ = 3.8197). The record's
+    ``distribution`` is the log-prob re-parse scaled with it; ``extra`` records
+    τ, its bounds, and the held-out variant (k-fold by question, seeded):
+    ``heldout_tau`` and ``heldout_distribution``. The upstream's stored rescaled
+    vector stays in ``extra["paper_distribution"]`` for the ``paper`` protocol.
+    """
+    from distalign_data.distributions import align
+    from distalign_data.temperature import apply_temperature, fit_temperature, fit_temperature_kfold
+
+    cells: dict[tuple[str, str, str], list[RunRecord]] = {}
+    scaled_records: dict[tuple[str, str, str, str], int] = {}
+    for position, record in enumerate(records):
+        cell = (record.model, record.dataset, record.steering)
+        if record.method == "logprobs":
+            cells.setdefault(cell, []).append(record)
+        elif record.method == "temperature_scaled_logprobs":
+            scaled_records[cell + (record.row_id,)] = position
+    out = list(records)
+    for cell, logprob_records in cells.items():
+        targets = [scaled_records.get(cell + (r.row_id,)) for r in logprob_records]
+        if all(t is None for t in targets):
+            continue
+        rows = [indexes[cell[1]].by_id[r.row_id] for r in logprob_records]
+        y_true = [row["distribution"] for row in rows]
+        y_pred = [
+            align(r.options, r.distribution, row["options"]) if r.distribution is not None else [0.0] * len(row["options"])
+            for r, row in zip(logprob_records, rows)
+        ]
+        oracle = fit_temperature(y_true, y_pred, atol=1e-5)
+        heldout = fit_temperature_kfold(y_true, y_pred, n_folds=n_folds, seed=seed, atol=1e-5,
+                                        groups=[row["question_id"] for row in rows])
+        excluded = set(oracle.excluded_rows)
+        for i, (target, row) in enumerate(zip(targets, rows)):
+            if target is None:
+                continue
+            record = out[target]
+            extra = {**record.extra, "tau": oracle.tau, "tau_bounds": list(oracle.bounds),
+                     "tau_at_bound": oracle.at_bound, "tau_seed": seed, "tau_folds": n_folds,
+                     "heldout_tau": None, "heldout_distribution": None}
+            if i in excluded:
+                out[target] = dataclasses.replace(
+                    record, distribution=None, parse_status="failed",
+                    parse_reason="log-prob parse failed: nothing to scale", extra=extra)
+                continue
+            scaled = apply_temperature([y_pred[i]], oracle.tau)[0]
+            extra["heldout_tau"] = float(heldout.tau_of_row[i])
+            extra["heldout_distribution"] = align(row["options"], heldout.scaled[i], record.options,
+                                                  drop_extra=True).tolist()
+            source = logprob_records[i]
+            out[target] = dataclasses.replace(
+                record,
+                distribution=align(row["options"], scaled, record.options, drop_extra=True).tolist(),
+                parse_status=source.parse_status, parse_reason=source.parse_reason,
+                parse_details=dict(source.parse_details), extra=extra)
+    return out
+
+
 def import_paper_outputs(
     out: str | os.PathLike,
     *,
@@ -241,6 +310,7 @@ def import_paper_outputs(
         records.extend(file_records)
         files += 1
         models[file.model] += len(file_records)
+    records = refit_temperature(records, indexes)
     # One append: the store re-reads its keys on every call.
     store.append(records)
     manifest = {
