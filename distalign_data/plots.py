@@ -193,6 +193,10 @@ def plot_tv_by_dataset_steering(table: Any, stem: str | os.PathLike) -> list[Pat
                 handles.setdefault(steering, bars)
             ax.set_xticks(np.arange(len(models)), [label(m) for m in models], rotation=30, ha="right", fontsize=8)
             ax.set_ylim(0, max(0.05, min(1.0, y_top * 1.1)))
+            # Say "no data" rather than leave a gap that reads as a TV of 0.
+            for i, model in enumerate(models):
+                if not (cell["model"] == model).any():
+                    ax.text(i, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="#777777")
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} · {label(method)}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             if c == 0:
@@ -279,8 +283,11 @@ def plot_calibration(bins: Any, stem: str | os.PathLike) -> list[Path]:
         for v, variant in enumerate(variants):
             part = frame[(frame["model"] == model) & (frame["variant"] == variant) & (frame["count"] > 0)]
             part = part.sort_values("mean_predicted")
-            (line,) = ax.plot(part["mean_predicted"], part["mean_observed"], marker="o", markersize=3,
-                              color=colours[v % len(colours)], label=variant)
+            colour = colours[v % len(colours)]
+            (line,) = ax.plot(part["mean_predicted"], part["mean_observed"], color=colour, label=variant, linewidth=1.2)
+            # Marker area grows with the points in the bin, so sparse bins do not look as solid as full ones.
+            share = part["count"].to_numpy(dtype=float) / max(float(part["count"].sum()), 1.0)
+            ax.scatter(part["mean_predicted"], part["mean_observed"], s=8 + 120 * share, color=colour, zorder=3)
             handles.setdefault(variant, line)
             if "ece" in part and len(part):
                 ece_lines.append(f"ECE {variant}: {part['ece'].iloc[0]:.3f}")
@@ -294,7 +301,7 @@ def plot_calibration(bins: Any, stem: str | os.PathLike) -> list[Path]:
         ax.set_xlabel("predicted option probability (0–1)", fontsize=9)
         if i % n_cols == 0:
             ax.set_ylabel("human probability (0–1)", fontsize=9)
-    _title(fig, "Calibration of log-prob distributions before and after temperature scaling")
+    _title(fig, "Calibration of log-prob distributions before and after temperature scaling (marker area ∝ points in bin)")
     return _save(fig, stem, list(handles.values()), list(handles))
 
 

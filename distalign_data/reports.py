@@ -57,8 +57,12 @@ def load_run_records(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], d
             raise ValueError(f"run directory {str(path)!r} has no records.jsonl")
         store = RecordStore(path)
         loaded = store.records()
-        fresh = [r for r in loaded if r.key not in seen]
-        seen.update(r.key for r in fresh)
+        fresh = []
+        for record in loaded:
+            key = record.key
+            if key not in seen:
+                seen.add(key)
+                fresh.append(record)
         info["duplicates_dropped"] += len(loaded) - len(fresh)
         manifest = store.manifest()
         info["runs"].append(
@@ -281,6 +285,8 @@ def _marginal_rows(model: str, method: str, source: str, group: str, options: Se
 # Held-out temperature scaling: folds over questions (all groups of a question in one fold).
 HELD_OUT_FOLDS = 5
 CALIBRATION_BINS = 10
+# The paper's stored GlobalOpinionQA references are rounded to 3 decimals (sums 0.998-1.002).
+REFERENCE_ATOL = 0.01
 
 
 def logprob_pairs(records: Iterable[RunRecord], rows: Sequence[Mapping[str, Any]], *, protocol: str) -> dict[tuple, dict[str, list]]:
@@ -311,7 +317,7 @@ def logprob_pairs(records: Iterable[RunRecord], rows: Sequence[Mapping[str, Any]
         if pair is None:
             continue
         reference, prediction = np.asarray(pair[0], dtype=float), np.asarray(pair[1], dtype=float)
-        if abs(reference.sum() - 1) > 1e-6:
+        if abs(reference.sum() - 1) > REFERENCE_ATOL:
             continue
         cell = cells.setdefault((record.model, record.dataset, record.steering), {"pred": [], "ref": [], "question": []})
         cell["pred"].append(prediction)
@@ -346,23 +352,24 @@ def temperature_table(cells: Mapping[tuple, Mapping[str, list]], *, protocol: st
         if not usable:
             out.append(row)
             continue
-        oracle = fit_temperature(cell["ref"], cell["pred"])
+        oracle = fit_temperature(cell["ref"], cell["pred"], atol=REFERENCE_ATOL)
         refs = [cell["ref"][i] for i in usable]
         raw = [cell["pred"][i] / cell["pred"][i].sum() for i in usable]
         scaled = apply_temperature(raw, oracle.tau)
         row.update(tau_oracle=oracle.tau, oracle_at_bound=oracle.at_bound, bounds=f"({PAPER_BOUNDS[0]:g}, {PAPER_BOUNDS[1]:g})",
-                   tv_raw=float(np.mean(total_variation(refs, raw))), tv_oracle=float(np.mean(total_variation(refs, scaled))))
+                   tv_raw=float(np.mean(total_variation(refs, raw, atol=REFERENCE_ATOL))), tv_oracle=float(np.mean(total_variation(refs, scaled, atol=REFERENCE_ATOL))))
         held = None
         if len(set(cell["question"][i] for i in usable)) >= HELD_OUT_FOLDS:
-            held = fit_temperature_kfold(cell["ref"], cell["pred"], n_folds=HELD_OUT_FOLDS, seed=seed, groups=cell["question"])
+            held = fit_temperature_kfold(cell["ref"], cell["pred"], n_folds=HELD_OUT_FOLDS, seed=seed,
+                                         groups=cell["question"], atol=REFERENCE_ATOL)
             held_scaled = [held.scaled[i] for i in usable]
             row.update(tau_heldout_mean=float(np.mean(held.taus)), tau_heldout_min=float(min(held.taus)),
                        tau_heldout_max=float(max(held.taus)), n_folds=held.n_folds, fold_seed=held.seed,
-                       tv_heldout=float(np.mean(total_variation(refs, held_scaled))))
-        row["ece_raw"] = expected_calibration_error(refs, raw, n_bins=CALIBRATION_BINS).ece
-        row["ece_oracle"] = expected_calibration_error(refs, scaled, n_bins=CALIBRATION_BINS).ece
+                       tv_heldout=float(np.mean(total_variation(refs, held_scaled, atol=REFERENCE_ATOL))))
+        row["ece_raw"] = expected_calibration_error(refs, raw, n_bins=CALIBRATION_BINS, atol=REFERENCE_ATOL).ece
+        row["ece_oracle"] = expected_calibration_error(refs, scaled, n_bins=CALIBRATION_BINS, atol=REFERENCE_ATOL).ece
         if held is not None:
-            row["ece_heldout"] = expected_calibration_error(refs, held_scaled, n_bins=CALIBRATION_BINS).ece
+            row["ece_heldout"] = expected_calibration_error(refs, held_scaled, n_bins=CALIBRATION_BINS, atol=REFERENCE_ATOL).ece
         out.append(row)
         bucket = pooled.setdefault(model, {"ref": [], "raw": [], "oracle": [], "heldout_ref": [], "heldout": []})
         bucket["ref"] += refs
@@ -384,7 +391,7 @@ def calibration_bins(pooled: Mapping[str, Mapping[str, list]]) -> list[dict[str,
         for name, ref_key, pred_key in variants:
             if not bucket[pred_key]:
                 continue
-            result = expected_calibration_error(bucket[ref_key], bucket[pred_key], n_bins=CALIBRATION_BINS)
+            result = expected_calibration_error(bucket[ref_key], bucket[pred_key], n_bins=CALIBRATION_BINS, atol=REFERENCE_ATOL)
             for b, count in enumerate(result.bin_counts):
                 out.append({"model": model, "variant": name, "bin_low": float(result.bin_edges[b]),
                             "bin_high": float(result.bin_edges[b + 1]), "mean_predicted": float(result.mean_predicted[b]),
@@ -402,7 +409,8 @@ _TABLE_TEXT = {
                     "Oracle: one τ fitted on the test labels themselves (the paper's protocol, an upper bound). Held-out: "
                     f"{HELD_OUT_FOLDS}-fold over questions, each question scaled with the τ of the other folds (mean, min and "
                     "max of the fold τ). τ searched by bounded Brent search in the bounds shown; oracle_at_bound flags a τ "
-                    "at a bound. tv_* mean TV, ece_* expected calibration error (10 bins); lower is better."),
+                    "at a bound. tv_* mean TV (raw = log-probs renormalised over the options), ece_* expected calibration "
+                    "error (10 bins); lower is better."),
     "significance": ("Paired bootstrap significance of the paper's comparisons",
                      "difference = A(a) − A(b) on the rows scored by both (mean of dataset means, datasets resampled "
                      "separately); negative means a is better (TV, lower is better). p_value: two-sided paired bootstrap; "
@@ -553,7 +561,7 @@ def _shared_tables(frame, rows, bench, *, protocol: str, seed: int):
     if not baseline.empty:
         # Baselines are labelled with the steering of the rows they were built from.
         leaderboard += scoring.leaderboard(baseline, table="leaderboard", protocol=protocol, datasets=present,
-                                           steerings=STEERING_METHODS, seed=seed)
+                                           steerings=sorted(set(baseline["steering"])), seed=seed)
     by_dataset_steering = scoring.dataset_tables(with_baselines, protocol=protocol, seed=seed, table="dataset_steering")
     tables = [
         _shared("leaderboard", sorted(leaderboard, key=lambda r: r["mean"])),
