@@ -9,11 +9,11 @@ import pytest
 
 from distalign_data.statistics import (
     BootstrapResult,
+    bootstrap_indices,
     bootstrap_mean_ci,
     ks_gap,
     paired_bootstrap,
     resample_means,
-    uniform_indices,
 )
 
 
@@ -21,29 +21,34 @@ def normal_two_sided_p(z: float) -> float:
     return 2 * (1 - 0.5 * (1 + erf(abs(z) / sqrt(2))))
 
 
-# ---------------------------------------------------------------- index draws
+# ---------------------------------------------------------------- row index draws
 
 
-def test_uniform_indices_are_uniform_and_seeded():
-    draws = uniform_indices(np.random.default_rng(0), (400, 1000), 7)
-    counts = np.bincount(draws.ravel(), minlength=7)
-    expected = draws.size / 7
+@pytest.mark.parametrize("n", [7, 256, 1000, 1300])
+def test_bootstrap_indices_are_uniform_over_rows_and_seeded(n):
+    # 7: only a remainder group; 256: one full group; 1000 and 1300: full groups plus a remainder.
+    draws = bootstrap_indices(np.random.default_rng(0), 2000, n)
+    assert draws.shape == (2000, n) and draws.dtype == np.int64
+    counts = np.bincount(draws.ravel(), minlength=n)
+    assert len(counts) == n
+    expected = draws.size / n
     chi_square = ((counts - expected) ** 2 / expected).sum()
-    assert chi_square < 22.5  # 99.9th percentile of chi-square with 6 degrees of freedom
-    again = uniform_indices(np.random.default_rng(0), (400, 1000), 7)
-    np.testing.assert_array_equal(draws, again)
-    assert not np.array_equal(draws, uniform_indices(np.random.default_rng(1), (400, 1000), 7))
+    # chi-square with n - 1 degrees of freedom: mean n - 1, sd sqrt(2 (n - 1)); 5 sd is far out
+    assert abs(chi_square - (n - 1)) < 5 * sqrt(2 * (n - 1))
+    np.testing.assert_array_equal(draws, bootstrap_indices(np.random.default_rng(0), 2000, n))
+    assert not np.array_equal(draws, bootstrap_indices(np.random.default_rng(1), 2000, n))
 
 
-def test_uniform_indices_rejection_step_keeps_draws_in_range_and_unbiased():
-    # n = 2**31 + 1 rejects almost half the raw 32-bit words; without the
-    # rejection step values would be biased towards multiples of the step.
-    n = 2**31 + 1
-    draws = uniform_indices(np.random.default_rng(3), (50, 2001), n)
-    assert draws.shape == (50, 2001)
-    assert draws.min() >= 0 and draws.max() < n
-    # mean of a uniform on [0, n) is n/2, standard error n / sqrt(12 * 100050)
-    assert abs(draws.mean() - n / 2) < 4 * n / sqrt(12 * draws.size)
+def test_bootstrap_indices_are_independent_within_a_resample():
+    # With n = 2 every resample is two fair coin flips: sums 0, 1, 2 with ¼, ½, ¼.
+    sums = bootstrap_indices(np.random.default_rng(2), 40_000, 2).sum(axis=1)
+    np.testing.assert_allclose(np.bincount(sums) / len(sums), [0.25, 0.5, 0.25], atol=0.01)
+    # Across groups: with n = 512 (two full groups) the number of draws in the first
+    # group is binomial(512, ½): mean 256, variance 128.
+    draws = bootstrap_indices(np.random.default_rng(3), 4000, 512)
+    first_group = (draws < 256).sum(axis=1)
+    assert first_group.mean() == pytest.approx(256, abs=1.0)
+    assert first_group.var() == pytest.approx(128, rel=0.1)
 
 
 def test_resample_means_of_two_values_follow_the_binomial_law():
@@ -229,7 +234,6 @@ def test_ks_gap_paper_protocol_uses_bootstrap_means():
         (lambda: paired_bootstrap({"a": [0.1]}, {"b": [0.1]}), r"must hold the same datasets"),
         (lambda: ks_gap([0.1], [0.0]), r"verbalize_scores average to 0"),
         (lambda: ks_gap([0.1, 0.2], [0.1], paired=True), r"^sequence_scores has 2 rows but verbalize_scores has 1"),
-        (lambda: uniform_indices(np.random.default_rng(0), (1, 1), 0), r"^n must lie in \[1, 2\*\*32\)"),
     ],
 )
 def test_bad_input_raises_value_error(call, message):
