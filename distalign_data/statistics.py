@@ -1,8 +1,8 @@
 """Bootstrap statistics over per-row scores (usually per-row total variation).
 
 All resampling is seeded (``seed``, an int, recorded in every result) and
-vectorised: each block of resamples is one ``(block, n)`` draw of row indices,
-never a Python loop per resample or per row.
+vectorised: each block of resamples is one ``(block, n)`` array of row indices
+(:func:`bootstrap_indices`), never a Python loop per resample or per row.
 
 A *score set* is either a 1-D sequence of per-row scores or a mapping
 ``dataset -> per-row scores``. A mapping is resampled dataset by dataset, and
@@ -34,8 +34,8 @@ import numpy as np
 from distalign_data.names import PROTOCOLS
 
 DEFAULT_RESAMPLES = 1000
-# Index draws are made in blocks of about this many entries: large enough to
-# amortise numpy's per-call cost, small enough to stay in cache.
+# Resamples are drawn in blocks of about this many indices: enough to amortise
+# numpy's per-call cost, few enough to stay in cache and under 4 MB per array.
 _BLOCK_ENTRIES = 400_000
 # Rows per group in bootstrap_indices: one random byte picks a row in a group.
 _GROUP = 256
