@@ -94,6 +94,17 @@ def test_metric_temperature_options_match_core(metric):
     np.testing.assert_allclose(fixed["tv_per_row"], total_variation(refs[:4], apply_temperature(preds[:4], 2.0)), rtol=1e-7)
 
 
+def test_metric_temperature_drops_the_same_rows_from_every_input(metric):
+    refs, preds, verb = ragged_rows(12, seed=6)
+    preds[2] = [float("nan")] * len(preds[2])
+    result = metric.compute(predictions=preds, references=refs, verbalized_predictions=verb,
+                            temperature="oracle", distances=["wasserstein"])
+    kept = [i for i in range(12) if i != 2]
+    assert result["temperature_excluded_rows"] == [2] and result["n"] == 11
+    np.testing.assert_allclose(result["tv_verbalized_per_row"], total_variation([refs[i] for i in kept], [verb[i] for i in kept]), rtol=1e-7)
+    assert len(result["wasserstein_per_row"]) == 11
+
+
 def test_add_batch_then_compute(metric, evaluate):
     refs, preds, _ = ragged_rows(10, seed=4)
     fresh = evaluate.load(str(METRIC_DIR))

@@ -59,7 +59,7 @@ Returns:
     tv (`float`): mean total variation over rows; lower is better, range [0, 1].
     tv_ci_low, tv_ci_high (`float`): the percentile bootstrap interval of `tv`.
     tv_per_row (`list` of `float`): the per-row total variations.
-    n (`int`), seed (`int`), n_resamples (`int`), confidence (`float`).
+    n (`int`, rows scored), seed (`int`), n_resamples (`int`), confidence (`float`).
     With options: `ks_gap`, `ks_gap_ci_low`, `ks_gap_ci_high`, `tv_verbalized`
     (higher gap = sequence worse than verbalize); `temperature` (the tau, or the
     per-fold taus), `temperature_excluded_rows`; `js_distance` (base-2 logs, [0, 1]),
@@ -135,9 +135,12 @@ class Distalign(evaluate.Metric):
     ):
         result = {}
         if temperature is not None:
-            predictions, references, ordinal_values, result = _temperature_scaled(
-                predictions, references, ordinal_values, temperature, seed
-            )
+            predictions, keep, result = _temperature_scaled(predictions, references, temperature, seed)
+            references = [references[i] for i in keep]
+            if verbalized_predictions is not None:
+                verbalized_predictions = [verbalized_predictions[i] for i in keep]
+            if ordinal_values is not None:
+                ordinal_values = [ordinal_values[i] for i in keep]
         checks = {"normalize": normalize, "check_sum": check_sum}
         per_row = total_variation(references, predictions, **checks)
         interval = bootstrap_mean_ci(per_row, n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -177,8 +180,8 @@ class Distalign(evaluate.Metric):
         return result
 
 
-def _temperature_scaled(predictions, references, ordinal_values, temperature, seed):
-    """Scaled predictions (unscalable rows dropped) and what the scaling recorded."""
+def _temperature_scaled(predictions, references, temperature, seed):
+    """Scaled predictions of the rows that could be scaled, their indices, and what the scaling recorded."""
     if temperature == "oracle":
         fit = fit_temperature(references, predictions)
         excluded, recorded = fit.excluded_rows, fit.tau
@@ -189,13 +192,9 @@ def _temperature_scaled(predictions, references, ordinal_values, temperature, se
         excluded, recorded = (), float(temperature)
     else:
         raise ValueError(f"temperature must be a number, 'oracle' or 'kfold', got {temperature!r}")
-    keep = np.setdiff1d(np.arange(len(predictions)), excluded)
+    keep = [int(i) for i in np.setdiff1d(np.arange(len(predictions)), excluded)]
     if temperature == "kfold":
         scaled = [fit.scaled[i] for i in keep]
     else:
         scaled = apply_temperature([predictions[i] for i in keep], recorded)
-    references = [references[i] for i in keep]
-    if ordinal_values is not None:
-        ordinal_values = [ordinal_values[i] for i in keep]
-    recorded_info = {"temperature": recorded, "temperature_excluded_rows": [int(i) for i in excluded]}
-    return scaled, references, ordinal_values, recorded_info
+    return scaled, keep, {"temperature": recorded, "temperature_excluded_rows": list(excluded)}
