@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from distalign_data.human_baseline import HUMAN_MODEL
 from distalign_data.names import (
     DATASETS,
     DERIVED_METHODS,
@@ -68,9 +69,11 @@ _METHOD_COLOURS = {
 def label(name: str) -> str:
     """The display label of a canonical name (model folders, methods, steering, datasets).
 
-    >>> label("few_shot"), label("gpt-4"), label("hf:my/model")
-    ('Few-shot', 'GPT-4', 'hf:my/model')
+    >>> label("few_shot"), label("gpt-4"), label("humans"), label("hf:my/model")
+    ('Few-shot', 'GPT-4', 'Humans', 'hf:my/model')
     """
+    if name == HUMAN_MODEL:
+        return "Humans"
     for table in (METHOD_LABELS, STEERING_LABELS, DATASET_LABELS, PAPER_MODELS):
         if name in table:
             return table[name]

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 FORMATS = ("md", "csv", "tex", "json")
+# LaTeX tables longer than this become a longtable (needs \\usepackage{longtable, booktabs}).
+LONGTABLE_ROWS = 40
 # Columns shown with more precision than 3 decimals (small p-values matter).
 _P_VALUE_COLUMNS = frozenset({"p_value"})
 _TEX_SPECIALS = {
@@ -42,6 +44,12 @@ _TEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    # Symbols the captions use, so the tables compile without a Unicode engine.
+    "τ": r"$\tau$",
+    "×": r"$\times$",
+    "−": r"$-$",
+    "–": "--",
+    "½": r"$\frac{1}{2}$",
 }
 
 
@@ -112,23 +120,21 @@ def _tex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A ``booktabs`` table environment (needs ``\\usepackage{booktabs}``)."""
+    """A ``booktabs`` table; tables longer than ``LONGTABLE_ROWS`` rows are a ``longtable`` that breaks across pages."""
     columns = table.columns
     align = "".join("r" if _numeric_column(table, c) else "l" for c in columns)
-    lines = [
-        "\\begin{table}[t]",
-        "\\centering",
-        "\\small",
-        f"\\begin{{tabular}}{{{align}}}",
-        "\\toprule",
-        " & ".join(_tex_escape(c) for c in columns) + " \\\\",
-        "\\midrule",
-    ]
-    for row in table.rows:
-        lines.append(" & ".join(_tex_escape(format_cell(_jsonable(row.get(c)), c)) for c in columns) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    caption = table.title + (". " + table.caption if table.caption else "")
-    lines += [f"\\caption{{{_tex_escape(caption)}}}", f"\\label{{tab:{table.name}}}", "\\end{table}"]
+    header = " & ".join(_tex_escape(c) for c in columns) + " \\\\"
+    body = [" & ".join(_tex_escape(format_cell(_jsonable(row.get(c)), c)) for c in columns) + " \\\\" for row in table.rows]
+    caption = _tex_escape(table.title + (". " + table.caption if table.caption else ""))
+    label = f"\\label{{tab:{table.name}}}"
+    if len(table.rows) > LONGTABLE_ROWS:
+        lines = [f"\\begin{{longtable}}{{{align}}}", f"\\caption{{{caption}}}{label} \\\\",
+                 "\\toprule", header, "\\midrule", "\\endfirsthead",
+                 "\\toprule", header, "\\midrule", "\\endhead", *body, "\\bottomrule", "\\end{longtable}"]
+    else:
+        lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{align}}}",
+                 "\\toprule", header, "\\midrule", *body, "\\bottomrule", "\\end{tabular}",
+                 f"\\caption{{{caption}}}{label}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 
 

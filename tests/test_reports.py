@@ -23,6 +23,15 @@ def test_latex_escapes_and_aligns_numbers():
     assert "\\caption{Scores of 50\\% \\& more}" in tex
 
 
+def test_long_latex_tables_break_across_pages_and_symbols_compile():
+    rows = [{"model": f"m{i}", "tau": 1.0} for i in range(report_writers.LONGTABLE_ROWS + 1)]
+    tex = report_writers.to_latex(Table("long", "Fitted τ per model × dataset", rows))
+    assert tex.startswith("\\begin{longtable}{lr}") and "\\endhead" in tex and tex.count("\\\\\n") == len(rows) + 3
+    assert "Fitted $\\tau$ per model $\\times$ dataset" in tex
+    short = report_writers.to_latex(Table("short", "T", rows[:3]))
+    assert short.startswith("\\begin{table}[t]")
+
+
 def test_json_keeps_exact_numbers_and_nan_as_null():
     table = Table("t", "T", [{"mean": 1 / 3, "ci_low": float("nan")}])
     payload = json.loads(report_writers.to_json(table))
