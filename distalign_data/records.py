@@ -34,6 +34,8 @@ MANIFEST_FILE = "manifest.json"
 # Fields that legitimately differ between two runs of the same work (wall-clock
 # timings); comparisons of runs ignore them.
 VOLATILE_FIELDS = frozenset({"elapsed_s"})
+# Field names per record class: dataclasses.fields() per record cost seconds on a large run.
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
 
 
 def record_key(model: str, dataset: str, row_id: str, method: str, steering: str) -> str:
@@ -101,7 +103,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(cls, frozenset(f.name for f in dataclasses.fields(cls)))
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     def comparable(self) -> dict[str, Any]:
