@@ -520,60 +520,41 @@ def _figure(anchor: str, caption: str, paths: list[Path]) -> list[tuple[str, str
     return [(anchor, caption, paths[0])]
 
 
+# Tables of :func:`distalign_data.reproduce.protocol_tables`, by its table ids; the
+# per-dataset ids (the paper's Tables 4, 8, 9, 10, or "dataset") go to one table.
+_SHARED_TABLES = {"1a": "leaderboard", "1b": "ks_gap", "2": "humans_vs_models", "parse_failures": "parse_failures"}
 _SHARED_TEXT = {
     "leaderboard": ("Table 1a shape: leaderboard, mean TV per model × expression method (persona + few-shot)",
                     "Datasets weighted equally (each resampled separately), 95% bootstrap CI; baselines (model "
-                    "'baseline': uniform, majority vote on the human mode, discretization error of 30 draws) scored "
-                    "on the same rows. dataset says which datasets a row covers. Lower is better."),
+                    "'baseline': uniform, majority vote, discretization error of 30 draws) on the same rows. dataset "
+                    "says which datasets a row covers. Lower is better."),
     "ks_gap": ("Table 1b shape: knowledge-to-simulation gap A(sequence)/A(verbalize) − 1 per model",
                "Persona + few-shot, datasets weighted equally, 95% bootstrap CI. Positive: the model describes the "
                "distribution (verbalize) better than it samples from it (sequence)."),
     "dataset_steering": ("Tables 4, 8, 9, 10 shape: mean TV per dataset × steering × model × method",
-                         "One leaderboard per dataset and steering method (and persona + few-shot pooled), 95% "
-                         "bootstrap CI; baselines appear under no steering. Lower is better."),
+                         "One leaderboard per dataset and steering method (and persona + few-shot pooled); the table "
+                         "column gives the paper's table number. 95% bootstrap CI, lower is better."),
     "humans_vs_models": ("Table 2 shape: humans and models on OpinionQA + NYT Books",
                          "Persona + few-shot, the two datasets weighted ½ each, 95% bootstrap CI. Lower is better."),
     "parse_failures": ("Parse failures: share of records whose output could not be parsed",
-                       "Per model × method × steering over every dataset, 95% bootstrap CI. Lower is better."),
+                       "Per model × method over every dataset and steering, 95% bootstrap CI. Lower is better."),
 }
 
 
-def _shared(name: str, rows: list[dict[str, Any]]):
-    from distalign_data.report_writers import Table
-
-    title, caption = _SHARED_TEXT[name]
-    return Table(name, title, rows, caption)
-
-
-def _shared_tables(frame, rows, bench, *, protocol: str, seed: int):
-    """The tables ``distalign reproduce`` also builds, from :mod:`distalign_data.scoring`'s builders.
+def _shared_tables(bench, rows, *, protocol: str, seed: int):
+    """The tables ``distalign reproduce`` builds (:func:`distalign_data.reproduce.protocol_tables`), one Table each.
 
     Returns the tables and the per dataset × steering rows (for Figure 4).
     """
-    import pandas as pd
+    from distalign_data.report_writers import Table
+    from distalign_data.reproduce import protocol_tables
 
-    from distalign_data import scoring
-
-    present = [d for d in DATASETS if d in set(frame["dataset"])]
-    baseline = scoring.baseline_scores(frame, rows, protocol, records=bench, seed=seed)
-    with_baselines = pd.concat([frame, baseline], ignore_index=True)
-    leaderboard = scoring.leaderboard(frame, table="leaderboard", protocol=protocol, datasets=present, seed=seed)
-    if not baseline.empty:
-        # Baselines are labelled with the steering of the rows they were built from.
-        leaderboard += scoring.leaderboard(baseline, table="leaderboard", protocol=protocol, datasets=present,
-                                           steerings=sorted(set(baseline["steering"])), seed=seed)
-    by_dataset_steering = scoring.dataset_tables(with_baselines, protocol=protocol, seed=seed, table="dataset_steering")
-    tables = [
-        _shared("leaderboard", sorted(leaderboard, key=lambda r: r["mean"])),
-        _shared("ks_gap", scoring.ks_gap_table(frame, table="ks_gap", protocol=protocol, datasets=present, seed=seed)),
-        _shared("dataset_steering", by_dataset_steering),
-    ]
-    table2 = [d for d in ("opinionqa_subset", "nyt_books") if d in present]
-    if table2:
-        tables.append(_shared("humans_vs_models", scoring.leaderboard(frame, table="humans_vs_models", protocol=protocol,
-                                                                     datasets=table2, seed=seed)))
-    tables.append(_shared("parse_failures", scoring.parse_failure_table(frame, table="parse_failures", seed=seed)))
-    return tables, by_dataset_steering
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in protocol_tables(bench, rows, protocol, seed=seed):
+        grouped.setdefault(_SHARED_TABLES.get(row["table"], "dataset_steering"), []).append(row)
+    tables = [Table(name, _SHARED_TEXT[name][0], grouped[name], _SHARED_TEXT[name][1])
+              for name in _SHARED_TEXT if name in grouped]
+    return tables, grouped.get("dataset_steering", [])
 
 
 def _benchmark_tables(bench, rows, out: Path, *, protocol: str, seed: int):
@@ -582,7 +563,7 @@ def _benchmark_tables(bench, rows, out: Path, *, protocol: str, seed: int):
     from distalign_data.plots import METHOD_LABELS
 
     frame = scoring.score_records(bench, rows, protocol)
-    shared, by_dataset_steering = _shared_tables(frame, rows, bench, protocol=protocol, seed=seed)
+    shared, by_dataset_steering = _shared_tables(bench, rows, protocol=protocol, seed=seed)
     cells = logprob_pairs(bench, rows, protocol=protocol)
     temperature_rows, pooled = temperature_table(cells, protocol=protocol, seed=seed)
     own = [
