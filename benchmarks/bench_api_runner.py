@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api_servers import serve_in_subprocess  # noqa: E402
+from tests.api_servers import serve_in_subprocess  # noqa: E402
 
 from distalign_data.model_runners import base  # noqa: E402
 from distalign_data.prompts import render_prompt  # noqa: E402

@@ -21,8 +21,10 @@ one request is built, sent and validated; this module does everything else:
   cached before its record is written) never stall the requests in flight. The
   response cache and the sharing of identical prompts live in the driver;
 * the ``max_requests`` and ``budget`` guards. Every HTTP attempt counts as a
-  request; the budget is checked against the cost spent plus a worst-case
-  estimate of the requests in flight. When a guard is reached, no further request
+  request. A request is sent only if the cost spent, plus the worst case of the
+  requests in flight, plus its own worst case (a bound on its prompt's tokens and
+  its ``max_tokens``), stays within the budget; it waits for requests in flight
+  to settle when they are what stands in the way. When a guard is reached, no further request
   is sent, requests in flight finish and are recorded, and ``generate`` raises
   :class:`RunLimitReached` saying how many jobs were not run. Those jobs get no
   record, so running again with a higher limit resumes them;
@@ -398,6 +400,7 @@ class ApiBackend:
         self._tpm = RateLimiter(settings.tpm) if settings.tpm else None
         self._pause_until = 0.0
         self._reserved = 0.0
+        self._settled = asyncio.Condition()
         self._stop_reason = ""
         todo = iter(requests)
         not_run: list[_Request] = []
@@ -433,19 +436,28 @@ class ApiBackend:
             await client.close()
         return not_run
 
-    def _guard(self, request: _Request) -> None:
+    def _guard(self) -> None:
         settings = self.settings
         if self._stop_reason:
             raise _Stop
         if settings.max_requests is not None and self._totals["requests_sent"] >= settings.max_requests:
             self._stop_reason = f"max_requests={settings.max_requests} reached"
             raise _Stop
-        if settings.budget is not None:
-            worst = self._request_cost(request.estimated_input_tokens, request.max_output_tokens) or 0.0
-            if self._cost + self._reserved + worst > settings.budget:
-                self._stop_reason = (f"budget={settings.budget} USD reached (spent {self._cost:.4f} USD, "
-                                     f"{self._reserved:.4f} USD in flight)")
+
+    async def _admit(self, worst: float) -> None:
+        """Raise _Stop when a guard forbids sending; wait while only the requests in flight might."""
+        self._guard()
+        budget = self.settings.budget
+        if budget is None:
+            return
+        while self._cost + self._reserved + worst > budget:
+            if self._cost + worst > budget:
+                self._stop_reason = (f"budget={budget} USD reached (spent {self._cost:.4f} USD; the next request "
+                                     f"could cost up to {worst:.4f} USD)")
                 raise _Stop
+            async with self._settled:
+                await self._settled.wait()
+            self._guard()
 
     async def _with_retries(self, client: Any, request: _Request) -> dict[str, Any] | str:
         """The validated response, or the reason the request failed for good; raises _Stop when a guard stops it."""
@@ -456,13 +468,13 @@ class ApiBackend:
         for attempt in range(1, settings.max_attempts + 1):
             while (wait := self._pause_until - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
-            self._guard(request)
+            self._guard()
             if self._rpm is not None:
                 await self._rpm.acquire(1)
             if self._tpm is not None:
                 await self._tpm.acquire(estimated_tokens)
             async with self._slots:
-                self._guard(request)  # another request may have reached a guard while this one waited
+                await self._admit(worst)  # the guards may have changed while this request waited
                 self._totals["requests_sent"] += 1
                 self._totals["retries"] += attempt > 1
                 self._reserved += worst
@@ -478,9 +490,15 @@ class ApiBackend:
                     failure = self._classify(error)
                 finally:
                     self._reserved -= worst
+                if isinstance(failure, ApiConfigurationError):
+                    # Stop the requests waiting for this slot before releasing it.
+                    self._stop_reason = "the API refused the run"
+                if failure is None:
+                    response["elapsed_s"] = round(time.monotonic() - started, 6)
+                    self._account(response, estimated_tokens)
+                async with self._settled:
+                    self._settled.notify_all()
             if failure is None:
-                response["elapsed_s"] = round(time.monotonic() - started, 6)
-                self._account(response, estimated_tokens)
                 return response
             if isinstance(failure, ApiConfigurationError):
                 raise failure from None

@@ -192,6 +192,8 @@ class LoopbackServer(ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()
         self.events: list[Event] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._thread: threading.Thread | None = None
 
     @property
@@ -215,6 +217,14 @@ class LoopbackServer(ThreadingHTTPServer):
             self.counts.clear()
             self.events.clear()
             self.headers_seen.clear()
+            self.max_in_flight = 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a timeout, a killed run) is part of the tests, not an error to print."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def start(self) -> "LoopbackServer":
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -262,14 +272,19 @@ class _Handler(BaseHTTPRequestHandler):
         event = Event(fp, attempt, fault, None, None, received)
         with server.lock:
             server.events.append(event)
-        delay = server.settings.latency_s + (server.settings.extra_latency_s if fault == "latency" else 0.0)
-        if delay:
-            time.sleep(delay)
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
         try:
+            delay = server.settings.latency_s + (server.settings.extra_latency_s if fault == "latency" else 0.0)
+            if delay:
+                time.sleep(delay)
             event.status = self._answer(body, fault, event)
         except (BrokenPipeError, ConnectionResetError):
             event.status = None
-        event.answered_at = time.monotonic()
+        finally:
+            event.answered_at = time.monotonic()
+            with server.lock:
+                server.in_flight -= 1
 
     def _answer(self, body: dict[str, Any], fault: str | None, event: Event) -> int | None:
         server = self.server
@@ -356,7 +371,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve_in_subprocess(flavour: str, **settings: Any):  # pragma: no cover - used by the benchmark
-    """Run a server in a child process (no GIL shared with the client); returns (process, url)."""
+    """Run a server in a child process (no GIL shared with the client); returns (process, url, connection).
+
+    Sending anything on the connection stops the server.
+    """
     import multiprocessing
 
     parent, child = multiprocessing.Pipe()
