@@ -291,9 +291,12 @@ def jensen_shannon_distance(y_true, y_pred, *, normalize=False, atol=DEFAULT_ATO
     """
     true, pred = check_distributions(y_true, y_pred, normalize=normalize, atol=atol)
     p, q = true.values, pred.values
-    m = 0.5 * (p + q)
-    divergence = 0.5 * (_xlogy_ratio(p, m) + _xlogy_ratio(q, m)) / np.log(2.0)
-    return np.sqrt(np.clip(divergence, 0.0, None))
+    # KL(p‖m) = Σ p log(p/(p+q)) + log 2 · Σ p: dividing by p + q rather than
+    # m = (p + q)/2 keeps m from underflowing to 0 next to a subnormal p or q.
+    total = p + q
+    log_2 = np.log(2.0)
+    divergence_nats = 0.5 * (_xlogy_ratio(p, total) + _xlogy_ratio(q, total) + log_2 * total.sum(axis=1))
+    return np.sqrt(np.clip(divergence_nats / log_2, 0.0, None))
 
 
 def wasserstein_ordinal(y_true, y_pred, *, ordinal_values=None, normalize=False, atol=DEFAULT_ATOL) -> np.ndarray:
