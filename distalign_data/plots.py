@@ -138,7 +138,13 @@ def _new_figure(n_rows: int, n_cols: int):
 
 
 def _title(fig, text: str) -> None:
-    fig.suptitle(text, fontsize=11, y=1 - TITLE_HEIGHT_IN / 2 / fig.get_figheight(), va="center")
+    import textwrap
+
+    # About 11 characters of 10-11 pt text per inch: wrap titles that would not fit (one-panel figures).
+    width = int(fig.get_figwidth() * 11)
+    lines = textwrap.wrap(text, width) if len(text) > width else [text]
+    fig.suptitle("\n".join(lines), fontsize=11 if len(lines) == 1 else 9.5,
+                 y=1 - TITLE_HEIGHT_IN / 2 / fig.get_figheight(), va="center")
 
 
 def _save(fig, stem: str | os.PathLike, handles, labels) -> list[Path]:
