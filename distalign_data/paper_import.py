@@ -247,8 +247,11 @@ def refit_temperature(records: list[RunRecord], indexes: dict[str, RowIndex], *,
             for r, row in zip(logprob_records, rows)
         ]
         oracle = fit_temperature(y_true, y_pred, atol=1e-5)
-        heldout = fit_temperature_kfold(y_true, y_pred, n_folds=n_folds, seed=seed, atol=1e-5,
-                                        groups=[row["question_id"] for row in rows])
+        questions = [row["question_id"] for row in rows]
+        # A held-out fit needs at least one question per fold.
+        heldout = None
+        if len(set(questions)) >= n_folds:
+            heldout = fit_temperature_kfold(y_true, y_pred, n_folds=n_folds, seed=seed, atol=1e-5, groups=questions)
         excluded = set(oracle.excluded_rows)
         for i, (target, row) in enumerate(zip(targets, rows)):
             if target is None:
@@ -263,9 +266,10 @@ def refit_temperature(records: list[RunRecord], indexes: dict[str, RowIndex], *,
                     parse_reason="log-prob parse failed: nothing to scale", extra=extra)
                 continue
             scaled = apply_temperature([y_pred[i]], oracle.tau)[0]
-            extra["heldout_tau"] = float(heldout.tau_of_row[i])
-            extra["heldout_distribution"] = align(row["options"], heldout.scaled[i], record.options,
-                                                  drop_extra=True).tolist()
+            if heldout is not None:
+                extra["heldout_tau"] = float(heldout.tau_of_row[i])
+                extra["heldout_distribution"] = align(row["options"], heldout.scaled[i], record.options,
+                                                      drop_extra=True).tolist()
             source = logprob_records[i]
             out[target] = dataclasses.replace(
                 record,
@@ -330,8 +334,9 @@ def import_paper_outputs(
         from distalign_data.human_baseline import import_human_baseline
 
         human_count = import_human_baseline(store, source=upstream, rows=rows)
-        manifest["models"] = sorted(models) + ["humans"]
-        manifest["records_per_model"]["humans"] = human_count
+        if human_count:
+            manifest["models"] = sorted(models) + ["humans"]
+            manifest["records_per_model"]["humans"] = human_count
     store.update_manifest(manifest)
     return store
 

@@ -193,20 +193,22 @@ def _key(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
     return (row["table"], row["dataset"], row["steering"], row["model"], row["method"])
 
 
-def reproduce(source=None, *, protocols=PROTOCOLS, seed: int = 0, cache_dir=None) -> list[dict[str, Any]]:
+def reproduce(source=None, *, protocols=PROTOCOLS, seed: int = 0, cache_dir=None, rows=None) -> list[dict[str, Any]]:
     """Import (cached), score and compare; returns every table row with ``published``, ``flag`` and ``reason``.
 
     ``flag`` is True on a ``paper`` row whose mean misses the published one by
     more than the tolerance (0.002; 0.5 points for the KS gap), and on a ``corrected`` row that
     differs from its ``paper`` counterpart by more than that row's CI
-    half-width. ``reason`` says why.
+    half-width. ``reason`` says why. ``rows`` (dataset -> benchmark rows)
+    defaults to :func:`distalign_data.benchmarks.load_rows` on the same source.
     """
     from distalign_data.benchmarks import load_rows
     from distalign_data.records import RecordStore
     from distalign_data.sources import resolve_source
 
     upstream = resolve_source(source)
-    rows = {dataset: load_rows(dataset, source=upstream) for dataset in DATASETS}
+    if rows is None:
+        rows = {dataset: load_rows(dataset, source=upstream) for dataset in DATASETS}
     run_dir = cached_import(upstream, cache_dir=cache_dir, rows=rows)
     records = RecordStore(run_dir).records()
     # The corrected flags compare with the paper recomputation, so both are always computed.
