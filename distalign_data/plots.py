@@ -201,6 +201,7 @@ def plot_tv_by_dataset_steering(table: Any, stem: str | os.PathLike) -> list[Pat
                               yerr=np.nan_to_num(err), capsize=2, error_kw={"linewidth": 0.8})
                 handles.setdefault(steering, bars)
             ax.set_xticks(np.arange(len(models)), [label(m) for m in models], rotation=30, ha="right", fontsize=8)
+            ax.set_xlim(-0.6, len(models) - 0.4)
             ax.set_ylim(0, max(0.05, min(1.0, y_top * 1.1)))
             # Say "no data" rather than leave a gap that reads as a TV of 0.
             for i, model in enumerate(models):

@@ -456,9 +456,11 @@ def build_report(
     formats = parse_formats(formats)
     out = Path(out_dir)
     records, info = load_run_records(run_dirs)
-    unknown = sorted({r.dataset for r in records} - set(DATASETS) - {COIN_DATASET})
+    unknown = [r for r in records if r.dataset not in DATASETS and r.dataset != COIN_DATASET]
     if unknown:
-        raise ValueError(f"records of unknown dataset(s) {unknown}; expected {DATASETS} or {COIN_DATASET!r}")
+        names = sorted({r.dataset for r in unknown})
+        raise ValueError(f"record {unknown[0].row_id!r} and {len(unknown) - 1} more: unknown dataset(s) {names}; "
+                         f"expected one of {DATASETS} or {COIN_DATASET!r}")
     bench = [r for r in records if r.dataset in DATASETS]
     coin_records = [r for r in records if r.dataset == COIN_DATASET]
     tables = []

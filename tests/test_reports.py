@@ -295,3 +295,33 @@ def test_dataset_steering_table_feeds_figure_4(small_report):
     # Every (dataset, steering) of the runs is in the table, plus the pooled persona+few-shot.
     assert {(r["dataset"], r["steering"]) for r in rows if r["model"] == "model-b"} == {
         (d, s) for d in ("opinionqa", "nytimes") for s in ("none", "persona", "few_shot", "persona+few_shot")}
+
+
+def test_report_command_on_a_coin_run(tmp_path, capsys):
+    from distalign_data import cli
+    from distalign_data import coin
+    from tests.test_coin import PerfectCoinBackend
+    from tests.test_plots import png_size
+
+    coin.run_coin(PerfectCoinBackend(), tmp_path / "coin", seed=0, samples=1, progress=False)
+    assert cli.main(["report", str(tmp_path / "coin"), "--out", str(tmp_path / "out"), "--format", "csv,json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == 6
+    rows = json.loads((tmp_path / "out/tables/coin.json").read_text())["rows"]
+    assert [(r["method"], r["stated_p"], r["expressed_p"]) for r in rows if r["method"] == "verbalize"] == [
+        ("verbalize", p, pytest.approx(p)) for p in coin.STATED_PROBABILITIES]
+    assert png_size(tmp_path / "out/figures/figure2_coin.png") == (400, 400)
+    assert not (tmp_path / "out/tables/coin.md").exists()
+
+
+def test_bad_run_directories_are_clear_errors(tmp_path):
+    from distalign_data import reports
+
+    with pytest.raises(ValueError, match="has no records.jsonl"):
+        reports.build_report([tmp_path / "missing"], tmp_path / "out")
+    RecordStore(tmp_path / "odd").append([RunRecord(
+        model="m", dataset="tarot_cards", row_id="r/1", question_id="r", group_attribute="", group="",
+        method="sequence", steering="none", options=["a"], distribution=[1.0], parse_status="ok")])
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['tarot_cards'\]"):
+        reports.build_report([tmp_path / "odd"], tmp_path / "out")
+    with pytest.raises(ValueError, match="protocol 'fancy'"):
+        reports.build_report([tmp_path / "odd"], tmp_path / "out", protocol="fancy")
