@@ -14,8 +14,9 @@ one request is built, sent and validated; this module does everything else:
   ``timeout`` seconds. A request that fails every attempt, or that the server
   rejects (another 4xx), becomes ``RawOutput(error=...)``: recorded as failed,
   never dropped, never retried forever. HTTP 401/403/404 (bad key, no access, no
-  such model) stop the run with :class:`ApiConfigurationError`, since every
-  request would fail the same way;
+  such model) and a 400 whose error code says the model does not support a
+  parameter stop the run with :class:`ApiConfigurationError` instead, since every
+  request would fail the same way (nothing is recorded for them);
 * outputs are handed to ``on_output`` on one writer thread, in the order they
   arrive, so the driver's cache and record writes (``base.run``: the response is
   cached before its record is written) never stall the requests in flight. The
@@ -86,6 +87,9 @@ PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Status codes that mean every request of the run would fail the same way.
 CONFIGURATION_STATUS = frozenset({401, 403, 404})
+# Error codes (OpenAI's ``error.code``) of a 400 that every request of the run
+# would get too: a model that takes no ``max_tokens``, ``temperature`` or ``logprobs``.
+CONFIGURATION_CODES = frozenset({"unsupported_parameter", "unsupported_value", "model_not_found", "invalid_api_key"})
 # A prompt is at most this many tokens per character (a conservative estimate for
 # the budget guard and the tokens-per-minute limiter; real tokenisers give ~0.25).
 TOKENS_PER_CHAR_BOUND = 0.5
@@ -180,12 +184,13 @@ def classify_sdk_error(error: BaseException, sdk: Any, *, spec: str, secrets: It
         return TransientError("malformed response: the body is not the JSON the API defines")
     if isinstance(error, sdk.APIStatusError):
         status = error.status_code
-        body = error.body
-        detail = body.get("message") if isinstance(body, dict) else None
+        body = error.body  # openai: the inner "error" object; anthropic: the whole body
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            detail = body["error"].get("message", detail)
+            body = body["error"]
+        detail = body.get("message") if isinstance(body, dict) else None
+        code = body.get("code") if isinstance(body, dict) else None
         text = f"HTTP {status}" + (f": {scrub(str(detail), secrets=secrets)[:300]}" if detail else "")
-        if status in CONFIGURATION_STATUS:
+        if status in CONFIGURATION_STATUS or (isinstance(code, str) and code in CONFIGURATION_CODES):
             return ApiConfigurationError(f"{spec}: the API refused the run ({text}); check the model name and the key")
         if status in RETRYABLE_STATUS:
             headers = getattr(error.response, "headers", None)

@@ -13,7 +13,8 @@ past the client's timeout), ``malformed`` (HTTP 200, not JSON), ``truncated``
 (HTTP 200, half a JSON document), ``missing_fields`` (HTTP 200, a JSON document
 without the answer), ``disconnect`` (close the connection without an answer),
 ``echo_key`` (HTTP 400 whose body repeats the request's credentials, as a careless
-proxy might) and ``unauthorized`` (HTTP 401).
+proxy might), ``unauthorized`` (HTTP 401) and ``unsupported_parameter`` (HTTP 400
+with that error code, as OpenAI answers a model that takes no ``max_tokens``).
 
 >>> server = start_server("openai")
 >>> import json, urllib.request
@@ -52,6 +53,7 @@ FAULTS = (
     "disconnect",
     "echo_key",
     "unauthorized",
+    "unsupported_parameter",
 )
 # Faults a client should retry and eventually get past.
 TRANSIENT_FAULTS = ("429", "500", "503", "timeout", "malformed", "truncated", "missing_fields", "disconnect")
@@ -303,6 +305,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(int(fault), self._error("api_error", "server trouble"))
         if fault == "unauthorized":
             return self._send(401, self._error("authentication_error", "invalid key"))
+        if fault == "unsupported_parameter":
+            error = self._error("invalid_request_error", "Unsupported parameter: 'max_tokens'")
+            error["error"]["code"] = "unsupported_parameter"
+            return self._send(400, error)
         if fault == "echo_key":
             echoed = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "x-api-key")}
             return self._send(400, self._error("invalid_request_error", f"bad request with headers {echoed}"))

@@ -159,9 +159,10 @@ def test_a_rejected_request_is_recorded_once_without_retry(tmp_path, fake_key, o
     assert records[0].parse_reason.startswith("request rejected: HTTP 400")
 
 
-def test_unauthorized_stops_the_run_without_records(tmp_path, fake_key, openai_server):
-    openai_server.settings.faults = servers.always("unauthorized")
-    with pytest.raises(ApiConfigurationError, match="HTTP 401") as caught:
+@pytest.mark.parametrize("fault, status", [("unauthorized", "HTTP 401"), ("unsupported_parameter", "HTTP 400")])
+def test_a_refused_configuration_stops_the_run_without_records(tmp_path, fake_key, openai_server, fault, status):
+    openai_server.settings.faults = servers.always(fault)
+    with pytest.raises(ApiConfigurationError, match=status) as caught:
         run_rows(openai_backend(openai_server, concurrency=2), make_rows(6), tmp_path)
     assert FAKE_KEY not in str(caught.value) and caught.value.__cause__ is None
     assert RecordStore(tmp_path).records() == []
@@ -402,7 +403,7 @@ def test_requests_per_minute_limit(tmp_path, fake_key, openai_server):
     # then one every 1/30 s, so 60 requests span (60 - 30) / 30 = 1 s.
     run_rows(openai_backend(openai_server, concurrency=64, rpm=1800), make_rows(60), tmp_path)
     times = sorted(e.received_at for e in openai_server.events)
-    assert 0.9 <= times[-1] - times[0] < 1.4
+    assert 0.9 <= times[-1] - times[30] and times[-1] - times[0] < 1.4  # 29 intervals of 1/30 s after the burst
     assert sum(t - times[0] < 0.5 for t in times) <= 30 + 15 + 3  # the burst, half a second of refill, jitter
 
 
