@@ -82,8 +82,11 @@ class Backend(Protocol):
     """What :func:`run` needs from a backend.
 
     A backend may also have ``is_main_process`` (False in the helper processes of
-    a data-parallel run: they must not write) and ``describe()`` (a dict of
-    facts for the manifest, such as a model revision; never a secret).
+    a data-parallel run: they must not write), ``describe()`` (a dict of facts
+    for the manifest, such as a model revision; never a secret) and
+    ``plan(work)``, called before ``generate`` with one (job, prompt) per
+    distinct prompt of the whole run, finished ones included (the local backend
+    fixes its batches over them so that resumed runs batch alike).
     """
 
     spec: str
@@ -291,11 +294,16 @@ def run(
     cache = ResponseCache(Path(cache_dir or run_dir) / CACHE_FILE)
 
     # Jobs that share a prompt share one response: one representative goes to the backend.
+    every: dict[str, tuple[Job, Any]] = {}
     sharing: dict[str, list[tuple[Job, Any]]] = {}
-    for job in pending:
+    for job in jobs:
         prompt = render_prompt(job.row, job.method, job.steering, seed=job.seed)
-        sharing.setdefault(response_key(backend, job, prompt), []).append((job, prompt))
-    key_of = {members[0][0].key: key for key, members in sharing.items()}
+        key = response_key(backend, job, prompt)
+        every.setdefault(key, (job, prompt))
+        if job.key not in done:
+            sharing.setdefault(key, []).append((job, prompt))
+    if hasattr(backend, "plan"):
+        backend.plan(list(every.values()))
 
     summary = RunSummary(len(jobs), len(jobs) - len(pending), len(sharing), 0, 0, 0, 0, {})
     bar = tqdm(total=len(pending), desc=f"run {backend.spec}", unit="record", disable=not (progress and is_main))
@@ -307,7 +315,7 @@ def run(
         bar.update(len(records))
 
     def on_output(job: Job, prompt: Any, raw: RawOutput) -> None:
-        key = key_of[job.key]
+        key = response_key(backend, job, prompt)
         summary.generated += 1
         _add_usage(summary.usage, raw.usage)
         if raw.error is None:

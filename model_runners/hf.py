@@ -11,14 +11,17 @@
   Gumbel-max sampler whose noise comes from a generator seeded per prompt
   (:func:`~distalign_data.model_runners.base.sample_seed`), so a prompt's sample
   does not depend on which prompts share its batch.
-* Batches: prompts are left-padded to a canonical width that depends on the
-  prompt's own length only (about 1/16 rounding), and a batch holds prompts of
-  one width, length-sorted, longest first. Each prompt therefore sees exactly the
-  same tensor shapes in any batch, process count or resumed run, and on CPU its
-  result is bit-for-bit the same (tested). The batch size is a number or
-  ``auto`` (8 on CPU; on a GPU it starts large and halves on out-of-memory).
-* Data parallel: under ``accelerate launch`` (or ``torchrun``) each process takes
-  every n-th prompt, results are gathered with ``gather_object`` after every
+* Batches: left-padded, length-sorted (longest first), at most the batch size
+  each; the batch size is a number or ``auto`` (8 on CPU; on a GPU it starts
+  large and batches are split in halves on out-of-memory). Matrix kernels pick
+  their blocking by tensor shape, so a prompt's last bits depend on its batch
+  mates. The batches are therefore fixed once over every prompt of the run,
+  finished or not (``plan``), and a batch that holds any prompt still to do runs
+  whole: a resumed run, or one split over processes, computes every prompt in the
+  same batch as an uninterrupted single-process run, and its records are bit for
+  bit the same (tested on CPU). Only an out-of-memory split changes batches.
+* Data parallel: under ``accelerate launch`` (or ``torchrun``) process i takes
+  batches i, i + n, ...; results are gathered with ``gather_object`` after every
   round of batches, and only the main process calls ``on_output`` (which writes).
 """
 
@@ -38,16 +41,6 @@ PREFIX = "hf:"
 DEFAULT_MAX_NEW_TOKENS = 120
 CPU_AUTO_BATCH_SIZE = 8
 GPU_AUTO_BATCH_SIZE = {"logprobs": 128, "generate": 64}
-
-
-def canonical_width(length: int) -> int:
-    """The padded width of a prompt of ``length`` tokens: rounded up by at most about 1/16.
-
-    >>> [canonical_width(n) for n in (1, 8, 9, 100, 129, 1000)]
-    [8, 8, 16, 104, 136, 1024]
-    """
-    step = max(8, 1 << max(0, length.bit_length() - 5))
-    return -(-length // step) * step
 
 
 def letter_token_ids(tokenizer: Any, prompt_text: str, letters: Any) -> list[int]:
@@ -158,6 +151,8 @@ class HFBackend:
         self.device = self.model.device
         self.dtype_name = str(self.model.dtype).removeprefix("torch.")
         self._letter_ids: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        self._plan: list[list[dict]] | None = None
+        self._max_rows: int | None = None
 
     # -- facts -------------------------------------------------------------
 
@@ -208,39 +203,31 @@ class HFBackend:
 
     # -- work --------------------------------------------------------------
 
+    def plan(self, work: list[tuple[Job, Any]]) -> None:
+        """Fix the batches over every prompt of the run, done or not (see the module docstring)."""
+        self._plan = self._batches(work)
+
     def generate(self, work: list[tuple[Job, Any]], on_output: Callable[[Job, Any, RawOutput], None]) -> None:
-        items = []
-        for index, (job, prompt) in enumerate(work):
-            text = self.prompt_string(prompt)
-            ids = self._encode(text)
-            kind = "logprobs" if job.method == "logprobs" else "generate"
-            items.append({"index": index, "kind": kind, "ids": ids, "width": canonical_width(len(ids)), "text": text})
-        # Longest first (an out-of-memory shows up at once); the index breaks ties reproducibly.
-        items.sort(key=lambda it: (it["kind"], -it["width"], -len(it["ids"]), it["index"]))
-        shard = items[self._rank() :: self.num_processes]
-        batches = self._batches(shard)
-        rounds = self._max_over_processes(len(batches))
+        batches = self._plan if self._plan is not None else self._batches(work)
+        wanted = {prompt.sha256 for _, prompt in work}
+        planned = {it["prompt"].sha256 for batch in batches for it in batch}
+        if not wanted <= planned:
+            raise ValueError("generate() got prompts that plan() did not include")
+        # A batch with any wanted prompt runs whole, so its composition is always the planned one.
+        needed = [batch for batch in batches if any(it["prompt"].sha256 in wanted for it in batch)]
+        rank, size = (0, 1) if self._state is None else (self._state.process_index, self._state.num_processes)
+        mine = needed[rank::size]
+        rounds = -(-len(needed) // size)
         for step in range(rounds):
-            results = self._run_batch(batches[step], work) if step < len(batches) else []
+            results = self._run_batch(mine[step]) if step < len(mine) else []
+            results = [(it, raw) for it, raw in results if it["prompt"].sha256 in wanted]
             if self._state is not None:
                 from accelerate.utils import gather_object
 
-                results = gather_object([results])
-                results = [r for per_process in results for r in per_process]
+                results = [r for per_process in gather_object([results]) for r in per_process]
             if self.is_main_process:
-                for index, raw in results:
-                    job, prompt = work[index]
-                    on_output(job, prompt, raw)
-
-    def _rank(self) -> int:
-        return 0 if self._state is None else self._state.process_index
-
-    def _max_over_processes(self, value: int) -> int:
-        if self._state is None:
-            return value
-        from accelerate.utils import gather_object
-
-        return max(gather_object([value]))
+                for it, raw in results:
+                    on_output(it["job"], it["prompt"], raw)
 
     def _batch_size(self, kind: str) -> int:
         if self.batch_size is not None:
@@ -249,40 +236,39 @@ class HFBackend:
             return GPU_AUTO_BATCH_SIZE[kind]
         return CPU_AUTO_BATCH_SIZE
 
-    def _batches(self, items: list[dict]) -> list[list[dict]]:
-        """Consecutive items of one kind and one width, at most the batch size each."""
+    def _batches(self, work: list[tuple[Job, Any]]) -> list[list[dict]]:
+        """Length-sorted batches (longest first: an out-of-memory shows up at once), one kind each."""
+        items = []
+        for job, prompt in work:
+            text = self.prompt_string(prompt)
+            kind = "logprobs" if job.method == "logprobs" else "generate"
+            items.append({"job": job, "prompt": prompt, "kind": kind, "text": text, "ids": self._encode(text)})
+        items.sort(key=lambda it: (it["kind"], -len(it["ids"]), it["prompt"].sha256))
         batches: list[list[dict]] = []
         for item in items:
             last = batches[-1] if batches else None
-            if (
-                last is not None
-                and last[0]["kind"] == item["kind"]
-                and last[0]["width"] == item["width"]
-                and len(last) < self._batch_size(item["kind"])
-            ):
+            if last is not None and last[0]["kind"] == item["kind"] and len(last) < self._batch_size(item["kind"]):
                 last.append(item)
             else:
                 batches.append([item])
         return batches
 
-    def _run_batch(self, batch: list[dict], work: list[tuple[Job, Any]]) -> list[tuple[int, RawOutput]]:
-        """Run one batch, halving it on out-of-memory (results do not depend on the split)."""
+    def _run_batch(self, batch: list[dict]) -> list[tuple[dict, RawOutput]]:
+        """Run one batch, split in halves on out-of-memory (and later batches split to the size that fitted)."""
         import torch
 
+        if self._max_rows is not None and len(batch) > self._max_rows:
+            return [out for i in range(0, len(batch), self._max_rows) for out in self._run_batch(batch[i : i + self._max_rows])]
         try:
             started = time.perf_counter()
-            if batch[0]["kind"] == "logprobs":
-                outputs = self._logprobs(batch, work)
-            else:
-                outputs = self._sample(batch, work)
+            outputs = self._logprobs(batch) if batch[0]["kind"] == "logprobs" else self._sample(batch)
         except torch.OutOfMemoryError:
             if len(batch) == 1:
                 raise
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            half = len(batch) // 2
-            self.batch_size = max(1, half)
-            return self._run_batch(batch[:half], work) + self._run_batch(batch[half:], work)
+            self._max_rows = len(batch) // 2
+            return self._run_batch(batch)
         elapsed = (time.perf_counter() - started) / len(batch)
         for _, raw in outputs:
             raw.elapsed_s = elapsed
@@ -291,24 +277,21 @@ class HFBackend:
     def _tensors(self, batch: list[dict]) -> tuple[Any, Any]:
         import torch
 
-        width = batch[0]["width"]
+        width = max(len(it["ids"]) for it in batch)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(it["ids"])) + it["ids"] for it in batch], device=self.device)
         mask = torch.tensor([[0] * (width - len(it["ids"])) + [1] * len(it["ids"]) for it in batch], device=self.device)
         return input_ids, mask
 
-    def _logprobs(self, batch: list[dict], work: list[tuple[Job, Any]]) -> list[tuple[int, RawOutput]]:
+    def _logprobs(self, batch: list[dict]) -> list[tuple[dict, RawOutput]]:
         import torch
 
-        # Matrix kernels pick their blocking by shape, so a row's last bits depend on
-        # the batch's row count: a short batch is filled with copies of its first row.
-        filler = [batch[0]] * (self._batch_size("logprobs") - len(batch))
-        input_ids, mask = self._tensors(batch + filler)
+        input_ids, mask = self._tensors(batch)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-            logprobs = torch.log_softmax(logits[: len(batch), -1, :].float(), dim=-1)
-            answer_ids = [self._answer_ids(it["text"], work[it["index"]][1].letters) for it in batch]
+            logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+            answer_ids = [self._answer_ids(it["text"], it["prompt"].letters) for it in batch]
             widest = max(len(ids) for ids in answer_ids)
             index = torch.tensor([ids + [ids[0]] * (widest - len(ids)) for ids in answer_ids], device=logprobs.device)
             picked = logprobs.gather(1, index).tolist()
@@ -316,16 +299,16 @@ class HFBackend:
         for it, ids, values in zip(batch, answer_ids, picked):
             tokens = [self.tokenizer.decode([token]) for token in ids]
             top = list(zip(tokens, values[: len(ids)]))
-            outputs.append((it["index"], RawOutput(top_logprobs=top, usage={"prompt_tokens": len(it["ids"])})))
+            outputs.append((it, RawOutput(top_logprobs=top, usage={"prompt_tokens": len(it["ids"])})))
         return outputs
 
-    def _sample(self, batch: list[dict], work: list[tuple[Job, Any]]) -> list[tuple[int, RawOutput]]:
+    def _sample(self, batch: list[dict]) -> list[tuple[dict, RawOutput]]:
         import torch
         from transformers import GenerationConfig
         from transformers import LogitsProcessorList
 
         input_ids, mask = self._tensors(batch)
-        seeds = [sample_seed(work[it["index"]][0].seed, work[it["index"]][1]) for it in batch]
+        seeds = [sample_seed(it["job"].seed, it["prompt"]) for it in batch]
         config = GenerationConfig(
             max_new_tokens=self.max_new_tokens,
             do_sample=False,
@@ -346,7 +329,7 @@ class HFBackend:
             count = next((i for i, token in enumerate(tokens) if token in eos), len(tokens))
             text = self.tokenizer.decode(tokens[:count], skip_special_tokens=True)
             usage = {"prompt_tokens": len(it["ids"]), "completion_tokens": count}
-            outputs.append((it["index"], RawOutput(text=text, usage=usage)))
+            outputs.append((it, RawOutput(text=text, usage=usage)))
         return outputs
 
 

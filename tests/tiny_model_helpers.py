@@ -78,7 +78,8 @@ def toy_rows(n_questions: int = 3, *, dataset: str = "opinionqa_subset") -> list
     return rows
 
 
-def _tokenizer(vocab_size: int, chat_template: bool, extra_tokens: Sequence[str] = ()) -> Any:
+def build_tokenizer(vocab_size: int = 512, *, chat_template: bool = True, extra_tokens: Sequence[str] = ()) -> Any:
+    """A byte-level BPE tokenizer trained on the built-in corpus (letters and " A" ... " L" are single tokens)."""
     import tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -142,7 +143,7 @@ def build_tiny_model(
     from transformers import LlamaForCausalLM
 
     folder = Path(folder)
-    tokenizer = _tokenizer(vocab_size, chat_template)
+    tokenizer = build_tokenizer(vocab_size, chat_template=chat_template)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(_config(tokenizer, hidden_size, num_layers, initializer_range))
     model.save_pretrained(folder)
@@ -164,7 +165,7 @@ def build_unigram_model(folder: str | Path, token_logits: dict[str, float], *, s
     from transformers import LlamaForCausalLM
 
     folder = Path(folder)
-    tokenizer = _tokenizer(512, chat_template, [t for t in token_logits if len(t.strip()) > 1])
+    tokenizer = build_tokenizer(512, chat_template=chat_template, extra_tokens=[t for t in token_logits if len(t.strip()) > 1])
     config = _config(tokenizer, 64, 1, 0.02, attention_bias=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
