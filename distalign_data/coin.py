@@ -249,6 +249,88 @@ def write_coin_outputs(records: Iterable[Any], out_dir: str | Path) -> list[Path
     return paths
 
 
+# The paper's coin outputs (results/biased_coin/<model>/): one log-prob file, and the
+# first of these sequence files whose entries keep the raw responses.
+PAPER_COIN_LOGPROBS = "biased_coin_benchmark.json"
+PAPER_COIN_SEQUENCE = ("biased_coin_seq_benchmark.json", "biased_coin_seq_benchmark_v2.json")
+PAPER_COIN_BACKEND = "paper-import"
+# The paper's coin prompts asked for 'H' and 'T'; the package's parsers read option letters.
+_HEADS_TAILS_AS_LETTERS = str.maketrans({"H": "A", "T": "B", "h": "a", "t": "b"})
+
+
+def import_paper_coin(out: str | Path, *, source: Any = None) -> dict[str, Any]:
+    """Import the paper's biased-coin outputs (log-probs and sequences; it released no verbalised ones) as coin records.
+
+    Log-prob records re-parse the stored mean P(H) and P(T) of each prompt (the
+    raw top-k lists were not released); sequence records re-parse each stored
+    response with the package's sequence parser after reading H as option A and
+    T as option B. Each of the paper's prompts (it phrased every p twice, heads
+    or tails first) and each response is one sample. Writes the records, the
+    table and the figure like :func:`run_coin`; returns a summary.
+    """
+    import math
+
+    from distalign_data.parsing import parse_logprobs
+    from distalign_data.parsing import parse_sequence
+    from distalign_data.records import RunRecord
+    from distalign_data.sources import resolve_source
+
+    upstream = resolve_source(source)
+    files = set(upstream.files("results/biased_coin/"))
+    models = sorted({path.split("/")[2] for path in files if path.count("/") == 3})
+    records = []
+    for model in models:
+        samples: dict[tuple[str, float], int] = {}
+
+        def add(method: str, stated: float, parsed: Any, raw: str, relpath: str) -> None:
+            sample = samples.get((method, stated), 0)
+            samples[(method, stated)] = sample + 1
+            records.append(RunRecord(
+                model=model, dataset=COIN_DATASET, row_id=coin_row_id(stated, sample),
+                question_id=coin_row_id(stated, sample).split("/")[0], group_attribute="", group="",
+                method=method, steering="none", options=list(COIN_OPTIONS), distribution=parsed.distribution,
+                parse_status=parsed.status, parse_reason=parsed.reason, parse_details=parsed.details,
+                raw_response=raw, backend=PAPER_COIN_BACKEND,
+                extra={"stated_p": stated, "sample": sample, "paper_file": relpath},
+            ))
+
+        relpath = f"results/biased_coin/{model}/{PAPER_COIN_LOGPROBS}"
+        if relpath in files:
+            for entry in upstream.read_json(relpath).values():
+                means = entry.get("avg_expected_results") or {}
+                pairs = [(letter, math.log(means[side])) for side, letter in (("h", "A"), ("t", "B"))
+                         if isinstance(means.get(side), (int, float)) and means[side] > 0]
+                add("logprobs", round(float(entry["expected_results"]["h"]), 2), parse_logprobs(pairs, COIN_OPTIONS),
+                    json.dumps(pairs), relpath)
+        for name in PAPER_COIN_SEQUENCE:
+            relpath = f"results/biased_coin/{model}/{name}"
+            entries = upstream.read_json(relpath) if relpath in files else {}
+            if not entries or not all("response" in e for e in entries.values()):
+                continue
+            for entry in entries.values():
+                stated = round(float(entry["expected_results"]["h"]), 2)
+                for response in entry["response"]:
+                    text = response if isinstance(response, str) else ""
+                    add("sequence", stated, parse_sequence(text.translate(_HEADS_TAILS_AS_LETTERS), COIN_OPTIONS),
+                        text, relpath)
+            break
+    if not records:
+        raise ValueError("the upstream source holds no results/biased_coin/ outputs to import")
+    store = RecordStore(out)
+    written = store.append(records)
+    store.update_manifest({
+        "experiment": COIN_DATASET,
+        "kind": "paper-import",
+        "backend": PAPER_COIN_BACKEND,
+        "models": models,
+        "methods": sorted({r.method for r in records}),
+        "seed": None,
+        "package_version": __version__,
+    })
+    paths = write_coin_outputs(store.records(), out)
+    return {"imported": len(records), "written": written, "files": [str(p) for p in paths]}
+
+
 def register_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "coin",
@@ -258,7 +340,10 @@ def register_cli(subparsers: Any) -> None:
             "a table of stated against expressed P(heads) and the figure into a run directory."
         ),
     )
-    parser.add_argument("--model", required=True, help="hf:<path-or-hub-id>, openai:<model>, openai-compatible:<base_url>#<model>, anthropic:<model>")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="hf:<path-or-hub-id>, openai:<model>, openai-compatible:<base_url>#<model>, anthropic:<model>")
+    which.add_argument("--import-paper", action="store_true", help="import the paper's released coin outputs instead of running a model")
+    parser.add_argument("--source", default=None, help="upstream data directory for --import-paper (default: DISTALIGN_SOURCE or the pinned download)")
     parser.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (each sample's sampling seed derives from it)")
     parser.add_argument("--samples", type=int, default=5, help="answers per stated p for sequence and verbalize (default 5)")
@@ -272,6 +357,9 @@ def register_cli(subparsers: Any) -> None:
 def _coin_command(args: Any) -> int:
     from distalign_data.model_runners.base import get_backend
 
+    if args.import_paper:
+        print(json.dumps(import_paper_coin(args.out, source=args.source), sort_keys=True))
+        return 0
     options = {k: getattr(args, k) for k in ("max_new_tokens", "api_key_env") if getattr(args, k) is not None}
     backend = get_backend(args.model, **options)
     try:

@@ -345,5 +345,5 @@ def plot_coin(points: Any, stem: str | os.PathLike) -> list[Path]:
         ax.set_xlabel("stated P(heads) (0–1)", fontsize=9)
         if i % n_cols == 0:
             ax.set_ylabel("expressed P(heads) (0–1)", fontsize=9)
-    _title(fig, "Biased coin: stated versus expressed probability of heads")
+    _title(fig, "Biased coin: stated versus expressed probability of heads (error bars: sd over samples)")
     return _save(fig, stem, list(handles.values()), list(handles))

@@ -114,3 +114,21 @@ def test_coin_command_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, cap
             assert written["expressed_p"] == pytest.approx(expected["expressed_p"])
     assert (out / f"{coin.COIN_FILE_STEM}.png").stat().st_size > 10_000
     assert RecordStore(out).manifest()["seed"] == 5
+
+
+@pytest.mark.mirror
+def test_import_the_papers_coin_outputs(mirror_source, tmp_path):
+    summary = coin.import_paper_coin(tmp_path, source=mirror_source)
+    records = RecordStore(tmp_path).records()
+    assert summary["imported"] == summary["written"] == len(records) > 0
+    assert {r.model for r in records} == {"gpt-4", "gpt-3.5-turbo-0125", "gpt-3.5-turbo-1106"}
+    points = {(p["model"], p["method"], p["stated_p"]): p for p in coin.coin_points(records)}
+    # Independently: the share of 'H' in each stored GPT-4 response to the p = 0.5 sequence prompt.
+    entries = json.loads((mirror_source / "results/biased_coin/gpt-4/biased_coin_seq_benchmark.json").read_text())
+    responses = [r for e in entries.values() if e["expected_results"]["h"] == 0.5 for r in e["response"]]
+    expected = sum(r.count("H") / (r.count("H") + r.count("T")) for r in responses) / len(responses)
+    assert points[("gpt-4", "sequence", 0.5)]["expressed_p"] == pytest.approx(expected)
+    assert points[("gpt-4", "sequence", 0.5)]["n"] == len(responses)
+    # Log-probs: both phrasings of p = 0.3 put almost no mass on heads (the paper's step-shaped curve).
+    assert points[("gpt-4", "logprobs", 0.3)]["n"] == 2 and points[("gpt-4", "logprobs", 0.3)]["expressed_p"] < 0.01
+    assert (tmp_path / f"{coin.COIN_FILE_STEM}.png").stat().st_size > 10_000
