@@ -133,7 +133,7 @@ class RowIndex:
         return None
 
 
-def _finite(values: Iterable[Any]) -> list[float]:
+def _floats(values: Iterable[Any]) -> list[float]:
     return [float(v) for v in values]
 
 
@@ -161,8 +161,8 @@ def _record(file: ResultFile, key: str, entry: dict[str, Any], row: dict[str, An
         "upstream_key": key,
         "paper_letters": list(stored),
         # The upstream read stored dicts positionally (list(dict.values())); keep that order.
-        "paper_distribution": _finite(stored.values()),
-        "paper_reference": None if reference is None else _finite(reference.values()),
+        "paper_distribution": _floats(stored.values()),
+        "paper_reference": None if reference is None else _floats(reference.values()),
     }
     response = entry["response"][0] if entry.get("response") else ""
     return RunRecord(

@@ -9,7 +9,6 @@ import pytest
 from distalign_data import cli
 from distalign_data.human_baseline import human_records, read_estimates
 from distalign_data.paper_import import import_paper_outputs, iter_result_files
-from distalign_data.records import RecordStore
 from distalign_data.temperature import apply_temperature
 
 from .paper_import_helpers import (
