@@ -108,10 +108,11 @@ def to_markdown(table: Table) -> str:
 
 def to_csv(table: Table) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=table.columns, lineterminator="\n")
+    columns = table.columns
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in table.rows:
-        writer.writerow({c: _jsonable(row.get(c)) for c in table.columns})
+        writer.writerow({c: _jsonable(row.get(c)) for c in columns})
     return buffer.getvalue()
 
 
