@@ -5,7 +5,7 @@ one request is built, sent and validated; this module does everything else:
 
 * at most ``concurrency`` requests in flight (asyncio), optional requests-per-minute
   (``rpm``) and tokens-per-minute (``tpm``) limits (token buckets holding one
-  second's worth, so a limit is never exceeded by a burst at start-up);
+  second's worth, so a burst at start-up exceeds a limit by at most that);
 * retries of transient failures (HTTP 429, 408, 409, 5xx, timeouts, dropped
   connections, responses that are not valid JSON or lack the answer) with
   exponential back-off and jitter seeded by (``seed``, request, attempt), honouring
@@ -25,8 +25,8 @@ one request is built, sent and validated; this module does everything else:
   request. A request is sent only if the cost spent, plus the worst case of the
   requests in flight, plus its own worst case (a bound on its prompt's tokens and
   its ``max_tokens``), stays within the budget; it waits for requests in flight
-  to settle when they are what stands in the way. When a guard is reached, no further request
-  is sent, requests in flight finish and are recorded, and ``generate`` raises
+  to settle when they are what stands in the way. When a guard is reached, no
+  further request is sent, requests in flight finish and are recorded, and ``generate`` raises
   :class:`RunLimitReached` saying how many jobs were not run. Those jobs get no
   record, so running again with a higher limit resumes them;
 * usage: each output's ``usage`` holds ``input_tokens``, ``output_tokens`` and,

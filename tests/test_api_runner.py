@@ -358,8 +358,24 @@ def test_anthropic_sequence_and_verbalize(tmp_path, anthropic_server):
     assert RecordStore(tmp_path).manifest()["usage"]["input_tokens"] == sum(r.usage["input_tokens"] for r in records)
 
 
-def _first_work(backend, rows):
-    job = base.plan_jobs(rows, ["sequence"], ["persona"], backend.spec, 0)[0]
+def test_openai_spec_takes_the_openai_key_and_prices_the_model(tmp_path, openai_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)  # the SDK's own setting
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    backend = base.get_backend("openai:gpt-4o-mini")
+    run_rows(backend, make_rows(2), tmp_path, ["logprobs"])
+    records = RecordStore(tmp_path).records()
+    assert [r.parse_status for r in records] == ["ok", "ok"]
+    assert all(h.get("authorization") == f"Bearer {FAKE_KEY}" for h in openai_server.headers_seen)
+    body = json.loads(json.dumps(backend.build_request(*_first_work(backend, make_rows(1), "logprobs"))))
+    assert (body["max_tokens"], body["logprobs"], body["top_logprobs"]) == (1, True, 20)
+    usage = records[0].usage
+    assert usage["estimated_cost_usd"] == pytest.approx((usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1e6)
+    info = RecordStore(tmp_path).manifest()["backend_info"]
+    assert info["api_requests"]["requests_sent"] == 2 and info["price_usd_per_mtok"] == [0.15, 0.6]
+
+
+def _first_work(backend, rows, method="sequence"):
+    job = base.plan_jobs(rows, [method], ["persona"], backend.spec, 0)[0]
     return job, render_prompt(job.row, job.method, job.steering, seed=job.seed)
 
 
