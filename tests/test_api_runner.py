@@ -150,6 +150,22 @@ def test_each_transient_fault_is_retried_up_to_the_cap_then_recorded_as_failed(t
     assert backend.describe()["api_requests"] == {"requests_sent": 3, "retries": 2, "failed_requests": 1, "responses_without_usage": 0}
 
 
+@pytest.mark.parametrize("fault", ["429", "503", "malformed", "truncated", "missing_fields", "disconnect"])
+def test_anthropic_faults_are_retried_up_to_the_cap(tmp_path, anthropic_server, fault):
+    anthropic_server.settings.faults = servers.first_attempts(fault, 1)
+    anthropic_server.settings.retry_after_s = 0.01
+    backend = base.get_backend("anthropic:claude-3-haiku-20240307", max_attempts=2, backoff_base=0.01)
+    run_rows(backend, make_rows(2), tmp_path / "recovered")
+    assert [r.parse_status for r in RecordStore(tmp_path / "recovered").records()] == ["ok", "ok"]
+    assert anthropic_server.request_count == 4
+    anthropic_server.reset()
+    anthropic_server.settings.faults = servers.always(fault)
+    run_rows(backend, make_rows(2), tmp_path / "failed")
+    records = RecordStore(tmp_path / "failed").records()
+    assert [r.parse_status for r in records] == ["failed", "failed"] and anthropic_server.request_count == 4
+    assert records[0].parse_reason.startswith("failed after 2 attempts")
+
+
 def test_a_rejected_request_is_recorded_once_without_retry(tmp_path, fake_key, openai_server):
     openai_server.settings.faults = servers.always("echo_key")
     run_rows(openai_backend(openai_server, max_attempts=5), make_rows(2), tmp_path)
