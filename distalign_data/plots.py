@@ -185,16 +185,18 @@ def plot_tv_by_dataset_steering(table: Any, stem: str | os.PathLike) -> list[Pat
     steerings = _ordered(frame["steering"], STEERING_METHODS)
     models = _ordered(frame["model"], tuple(PAPER_MODELS))
     fig, axes = _new_figure(len(methods), len(datasets))
-    width = 0.8 / len(steerings)
     handles: dict[str, Any] = {}
     y_top = float(np.nanmax(frame["ci_high"].to_numpy(dtype=float))) if frame["ci_high"].notna().any() else 1.0
     for r, method in enumerate(methods):
         for c, dataset in enumerate(datasets):
             ax = axes[r][c]
             cell = frame[(frame["method"] == method) & (frame["dataset"] == dataset)]
-            for s, steering in enumerate(steerings):
+            # Only the steering methods this dataset has (GlobalOpinionQA has no unsteered runs) take a bar slot.
+            present = [s for s in steerings if (frame.loc[frame["dataset"] == dataset, "steering"] == s).any()]
+            width = 0.8 / len(present)
+            for s, steering in enumerate(present):
                 part = cell[cell["steering"] == steering].set_index("model").reindex(models)
-                x = np.arange(len(models)) + (s - (len(steerings) - 1) / 2) * width
+                x = np.arange(len(models)) + (s - (len(present) - 1) / 2) * width
                 mean = part["mean"].to_numpy(dtype=float)
                 err = np.vstack([mean - part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float) - mean])
                 bars = ax.bar(x, mean, width, color=_STEERING_COLOURS.get(steering), label=label(steering),
@@ -212,7 +214,8 @@ def plot_tv_by_dataset_steering(table: Any, stem: str | os.PathLike) -> list[Pat
             if c == 0:
                 ax.set_ylabel("mean TV (lower is better)", fontsize=9)
     _title(fig, "Mean total variation by dataset and steering method (error bars: 95% bootstrap CI)")
-    return _save(fig, stem, list(handles.values()), [label(s) for s in handles])
+    order = [s for s in steerings if s in handles]
+    return _save(fig, stem, [handles[s] for s in order], [label(s) for s in order])
 
 
 def plot_likert_marginals(marginals: Any, stem: str | os.PathLike, *, title: str = "") -> list[Path]:
