@@ -32,7 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 SUM_TOLERANCE = 0.02
 
 _ANSWER_PREFIX = re.compile(r"^.*?\banswer\s*:\s*", re.IGNORECASE | re.DOTALL)
-_SEQUENCE_SEPARATORS = re.compile(r"[\s,;:'\"`\[\]\(\)\{\}.|/]+")
+_NON_LETTERS = re.compile(r"[^A-Za-z]+")
+_CASE_RUNS = re.compile(r"[A-Z]+|[a-z]+")
 _PAIR = re.compile(
     r"""(?P<key>'[^'\n]*'|"[^"\n]*"|[A-Za-z0-9][^:'"{},\n]*?)\s*:\s*"""
     r"""(?P<value>'[^'\n]*'\s*%?|"[^"\n]*"\s*%?|[-+]?(?:\d+\.?\d*|\.\d+)\s*%?)"""
@@ -76,14 +77,35 @@ def _status(repairs: list[str]) -> tuple[str, str]:
 # sequence
 
 
-def _is_vote(token: str, letters: str) -> bool:
-    """A single letter, a run of capitals ("CCDB"), or a long lower-case run of option letters ("ccdba")."""
-    if not token.isalpha():
-        return False
-    if len(token) == 1 or token.isupper():
-        return True
-    # Short lower-case runs are too often words ("bad", "cab").
-    return token.islower() and len(token) >= 5 and set(token.upper()) <= set(letters)
+def _pieces(body: str, letters: str) -> list[tuple[str, bool]]:
+    """Split text into letter pieces and mark which are answer letters.
+
+    Chunks between non-letters are split at case changes. A capital that starts
+    a lower-case word ("Here", "Ma", the "P" of "...CCProp") belongs to the word; other runs of capitals ("CCDB") are votes; a lower-case piece is a
+    vote when it is a single letter or a long run of option letters ("ccdba"),
+    since short runs are too often words ("bad", "cab").
+    """
+    out: list[tuple[str, bool]] = []
+    for chunk in _NON_LETTERS.split(body):
+        runs = _CASE_RUNS.findall(chunk)
+        in_word = False
+        for i, run in enumerate(runs):
+            following = runs[i + 1] if i + 1 < len(runs) else ""
+            # "Ma", "Prop": the capital starts a word; "BBBBb": a lower-case vote after the run.
+            starts_word = following.islower() and (len(following) >= 2 or len(run) == 1)
+            if run.isupper():
+                if starts_word:
+                    if len(run) > 1:
+                        out.append((run[:-1], True))
+                    out.append((run[-1], False))
+                else:
+                    out.append((run, True))
+                in_word = starts_word
+            else:
+                vote = not in_word and (len(run) == 1 or (len(run) >= 5 and set(run.upper()) <= set(letters)))
+                out.append((run, vote))
+                in_word = False
+    return out
 
 
 def parse_sequence(text: str, options: Sequence[str]) -> Parsed:
@@ -104,8 +126,9 @@ def parse_sequence(text: str, options: Sequence[str]) -> Parsed:
         return _failed("empty response", details)
     # NFKC folds full-width letters ("Ｂ") that some models emit into ASCII.
     body = _ANSWER_PREFIX.sub("", unicodedata.normalize("NFKC", text), count=1)
-    tokens = [t for t in _SEQUENCE_SEPARATORS.split(body) if t]
-    is_vote = [_is_vote(t, letters) for t in tokens]
+    pieces = _pieces(body, letters)
+    tokens = [text for text, _ in pieces]
+    is_vote = [vote for _, vote in pieces]
     # The longest contiguous block of letter tokens (by letters) is the answer;
     # letters inside surrounding prose ("a Democrat") are not votes.
     best, start, best_span = 0, None, (0, 0)

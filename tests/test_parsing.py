@@ -43,6 +43,16 @@ SEQUENCE_CASES = [
     ("E F E F", TWO, None, "failed", {"invalid_letters": {"E": 2, "F": 2}}),
     # semicolons and a trailing period: C 2, A 1
     ("C; C; A.", THREE, [1 / 3, 0.0, 2 / 3], "ok", {}),
+    # a lower-case last letter glued to the run: B 4 (one lower case), A 1
+    ("BBBAb", TWO, [0.2, 0.8], "repaired", {"n_letters": 5}),
+    # a word glued after the run: its capital is not a vote (C 2, B 1, A 2)
+    ("CBAACProp", THREE, [0.4, 0.2, 0.4], "repaired", {"n_letters": 5}),
+    # a word glued before the run: C 2, A 1, B 1
+    ("EssentialCCAB", THREE, [0.25, 0.25, 0.5], "repaired", {}),
+    # capitalised words only
+    ("MajorMinorMa", THREE, None, "failed", {}),
+    # an underscore inside the run separates letters: A 3, B 2
+    ("ABBA_A", TWO, [0.6, 0.4], "ok", {}),
 ]
 
 
