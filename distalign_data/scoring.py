@@ -342,12 +342,12 @@ def parse_failure_table(frame, *, table: str = "parse_failures", seed: int = DEF
 
 
 def format_rows(rows: list[dict[str, Any]], *, percent: bool = False) -> str:
-    """Plain-text table of table rows (model, method, mean ± half-width, n)."""
+    """Plain-text table of table rows (model, method, datasets, mean ± half-width, n)."""
     scale, unit = (100.0, "%") if percent else (1.0, "")
-    lines = [f"{'model':<22} {'method':<28} {'mean':>9} {'±':>7} {'n':>6}"]
+    lines = [f"{'model':<22} {'method':<28} {'dataset':<18} {'mean':>9} {'±':>7} {'n':>6}"]
     for row in rows:
         half = (row["ci_high"] - row["ci_low"]) / 2
-        lines.append(f"{row['model']:<22} {row['method']:<28} {row['mean'] * scale:>8.3f}{unit} "
+        lines.append(f"{row['model']:<22} {row['method']:<28} {row['dataset']:<18} {row['mean'] * scale:>8.3f}{unit} "
                      f"{half * scale:>7.3f} {row['n']:>6}")
     return "\n".join(lines)
 
