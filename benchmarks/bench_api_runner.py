@@ -7,6 +7,9 @@ a sequential run. The sequential run (concurrency 1) is measured on a subset of
 take 100 s otherwise); both runs happen in this one invocation.
 
 The server runs in a child process so that it does not share the client's GIL.
+The client's CPU time and the machine's load average are printed too: the client
+needs about 1.5 ms of CPU a request (mostly the SDK's HTTP stack), so on a
+machine whose cores are busy with other work the ratio grows.
 What is timed is ``backend.generate`` (the engine and the SDK), with an
 ``on_output`` that only collects the outputs; ``--driver`` times the whole
 ``base.run`` (prompts, parsing, record store, cache) instead.
@@ -70,7 +73,9 @@ def main() -> None:
     process, url, conn = serve_in_subprocess("openai", latency_s=args.latency)
     try:
         rows = _rows(args.requests)
+        cpu_started = time.process_time()
         wall, done = _timed(url, rows, args.concurrency, args.driver)
+        cpu = time.process_time() - cpu_started
         subset = rows[: args.sequential_subset]
         sequential_subset, _ = _timed(url, [{**r, "id": "seq-" + r["id"]} for r in subset], 1, args.driver)
     finally:
@@ -80,7 +85,8 @@ def main() -> None:
     sequential = sequential_subset * args.requests / len(subset)
     print(f"requests: {done} at concurrency {args.concurrency}, server latency {args.latency * 1000:.0f} ms"
           f"{' (whole driver: base.run)' if args.driver else ' (backend.generate)'}")
-    print(f"wall time: {wall:.3f} s")
+    print(f"wall time: {wall:.3f} s; client CPU {cpu:.3f} s ({1000 * cpu / done:.2f} ms a request); "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"ideal (requests x latency / concurrency): {ideal:.3f} s -> wall / ideal = {wall / ideal:.3f}")
     print(f"sequential: {sequential_subset:.3f} s for {len(subset)} requests, extrapolated to {sequential:.3f} s "
           f"-> wall / sequential = {wall / sequential:.4f} (speed-up {sequential / wall:.1f}x)")
