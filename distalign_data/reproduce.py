@@ -26,9 +26,10 @@ from typing import Any
 from distalign_data.names import DATASET_TO_PAPER, DATASETS, PROTOCOLS
 from distalign_data.paper_numbers import DEFAULT_TOLERANCE, PUBLISHED, TOLERANCE, paper_table
 
-TABLE_ORDER = ("1a", "1b", "2", "4", "8", "9", "10", "dataset", "parse_failures")
+TABLE_ORDER = ("1a", "1a_heldout_ts", "1b", "2", "4", "8", "9", "10", "dataset", "parse_failures")
 TABLE_TITLES = {
     "1a": "Table 1a: persona + few-shot, three datasets weighted 1/3 (TV, lower is better)",
+    "1a_heldout_ts": "Table 1a, temperature scaling held out: tau fitted on other questions (5 folds), not the test labels",
     "1b": "Table 1b: knowledge-to-simulation gap A(sequence)/A(verbalize) - 1 (percent)",
     "2": "Table 2: humans and models, OpinionQA and NYT weighted 1/2 (TV, lower is better)",
     "4": "Table 4: GlobalOpinionQA, persona + few-shot",
@@ -185,8 +186,23 @@ def protocol_tables(records, rows, protocol: str, *, seed: int = 0) -> list[dict
                 steering = scoring.steering_label(steerings)
                 out += _relabel(board, table=paper_table(label, steering), steering=steering)
     if protocol == "corrected":
+        out += _heldout_temperature_table(records, rows, seed=seed)
         out += scoring.parse_failure_table(frame, seed=seed)
     return out
+
+
+def _heldout_temperature_table(records, rows, *, seed: int) -> list[dict[str, Any]]:
+    """Table 1a's temperature-scaled rows with τ fitted on other questions (k-fold) instead of the test labels."""
+    from dataclasses import replace
+
+    from distalign_data import scoring
+
+    heldout = [replace(r, distribution=r.extra["heldout_distribution"]) for r in records
+               if r.method == "temperature_scaled_logprobs" and (r.extra or {}).get("heldout_distribution") is not None]
+    if not heldout:
+        return []
+    frame = scoring.score_records(heldout, rows, "corrected")
+    return scoring.leaderboard(frame, table="1a_heldout_ts", protocol="corrected", seed=seed)
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, str, str, str]:

@@ -118,5 +118,10 @@ def test_mirror_reproduce_acceptance(paper_run, mirror_source):
     assert by_key[("paper", "10", "opinionqa", "none", "gpt-4", "verbalize")]["mean"] == pytest.approx(0.197, abs=0.003)
     failures = by_key[("corrected", "parse_failures", "all", "none+persona+few_shot", "llama3-70b", "sequence")]
     assert 0.04 < failures["mean"] < 0.08
+    # Held-out temperature scaling, side by side with the oracle fit.
+    heldout = {r["model"]: r["mean"] for r in rows if r["table"] == "1a_heldout_ts"}
+    assert set(heldout) == {"gpt-3.5-turbo-0125", "gpt-4", "llama3-70b"}
+    oracle = by_key[("corrected", "1a", "all", "persona+few_shot", "gpt-4", "temperature_scaled_logprobs")]["mean"]
+    assert heldout["gpt-4"] == pytest.approx(oracle, abs=0.01)
     # Warm cache: import already done by the paper_run fixture.
     assert elapsed < 60
