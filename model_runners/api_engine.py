@@ -9,8 +9,8 @@ one request is built, sent and validated; this module does everything else:
 * retries of transient failures (HTTP 429, 408, 409, 5xx, timeouts, dropped
   connections, responses that are not valid JSON or lack the answer) with
   exponential back-off and jitter seeded by (``seed``, request, attempt), honouring
-  ``Retry-After`` / ``retry-after-ms`` (a 429 pauses every request, as rate limits
-  are per account), at most ``max_attempts`` attempts, each cut off after
+  ``Retry-After`` / ``retry-after-ms`` (up to 5 minutes; a 429 pauses every
+  request, as rate limits are per account), at most ``max_attempts`` attempts, each cut off after
   ``timeout`` seconds. A request that fails every attempt, or that the server
   rejects (another 4xx), becomes ``RawOutput(error=...)``: recorded as failed,
   never dropped, never retried forever. HTTP 401/403/404 (bad key, no access, no
@@ -93,6 +93,8 @@ CONFIGURATION_CODES = frozenset({"unsupported_parameter", "unsupported_value", "
 # A prompt is at most this many tokens per character (a conservative estimate for
 # the budget guard and the tokens-per-minute limiter; real tokenisers give ~0.25).
 TOKENS_PER_CHAR_BOUND = 0.5
+# A Retry-After beyond this is taken as this: a broken header must not stall a run for hours.
+MAX_RETRY_AFTER_S = 300.0
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s'\",}]+"),
@@ -159,12 +161,12 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         except ValueError:
             import email.utils
 
-            parsed = email.utils.parsedate_to_datetime(value) if name == "retry-after" else None
-            if parsed is None:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
                 continue
-            seconds = parsed.timestamp() - time.time()
         if math.isfinite(seconds):
-            return max(0.0, seconds)
+            return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
     return None
 
 

@@ -409,6 +409,8 @@ def test_retry_after_is_honoured(tmp_path, fake_key, openai_server):
     assert retry_after_seconds({"Retry-After": "2"}) == 2.0
     assert retry_after_seconds({"retry-after-ms": "250", "Retry-After": "2"}) == 0.25
     assert 9 < retry_after_seconds({"Retry-After": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 11))}) <= 11
+    assert retry_after_seconds({"Retry-After": "soon"}) is None
+    assert retry_after_seconds({"Retry-After": "86400"}) == 300.0  # capped
 
 
 def test_a_429_pauses_every_request(tmp_path, fake_key, openai_server):
