@@ -26,9 +26,11 @@ one request is built, sent and validated; this module does everything else:
   requests in flight, plus its own worst case (a bound on its prompt's tokens and
   its ``max_tokens``), stays within the budget; it waits for requests in flight
   to settle when they are what stands in the way. When a guard is reached, no
-  further request is sent, requests in flight finish and are recorded, and ``generate`` raises
-  :class:`RunLimitReached` saying how many jobs were not run. Those jobs get no
-  record, so running again with a higher limit resumes them;
+  further request is sent, requests in flight finish and are recorded, and
+  ``generate`` raises :class:`RunLimitReached` saying how many jobs were not run.
+  Those jobs get no record, so running again with a higher limit resumes them.
+  Both guards count what this backend object sent (one ``distalign run``
+  invocation), not what earlier invocations on the same run directory spent;
 * usage: each output's ``usage`` holds ``input_tokens``, ``output_tokens`` and,
   when the model has a price (:data:`PRICES_USD_PER_MTOK`, or the ``prices``
   option), ``estimated_cost_usd``, which the driver sums into the manifest. A model
@@ -544,7 +546,7 @@ class ApiBackend:
             self._tpm.settle(input_tokens + output_tokens - estimated_tokens)
 
     def describe(self) -> dict[str, Any]:
-        """Facts for the run manifest: what this backend's last ``generate`` sent, and the price it used (no secret)."""
+        """Facts for the run manifest: what this backend object has sent, and the price it used (no secret)."""
         return {
             "api_requests": dict(self._totals),
             "price_usd_per_mtok": list(self.price) if self.price is not None else None,
