@@ -500,3 +500,30 @@ def test_backoff_is_exponential_jittered_and_seeded():
         ceiling = min(4.0, 0.5 * 2 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
     assert delays != [backoff_delay(a, base=0.5, cap=4.0, rng=random.Random(f"8:k:{a}")) for a in range(1, 7)]
+
+
+# ---------------------------------------------------------------------------
+# through the command line
+
+
+def test_distalign_run_forwards_the_api_options(tmp_path, fake_key, openai_server, monkeypatch, capsys):
+    from distalign_data import cli
+
+    monkeypatch.setattr("distalign_data.benchmarks.load_rows", lambda name, source=None: make_rows(3))
+    openai_server.settings.faults = servers.always("500")
+    def argv(out, *options):
+        return ["run", "--model", f"openai-compatible:{openai_server.url}#m", "--datasets", "opinionqa_subset",
+                "--methods", "sequence", "--steering", "persona", "--out", str(tmp_path / out), "--no-progress",
+                "--api-key-env", KEY_VARIABLE, *options]
+
+    assert cli.main(argv("run", "--concurrency", "2", "--max-attempts", "2", "--timeout", "1")) == 0
+    records = RecordStore(tmp_path / "run").records()
+    assert [r.parse_reason.split(";")[0] for r in records] == ["failed after 2 attempts"] * 3
+    assert openai_server.request_count == 6 and openai_server.max_in_flight <= 2
+    engine = RecordStore(tmp_path / "run").manifest()["backend_info"]["engine"]
+    assert (engine["concurrency"], engine["max_attempts"], engine["timeout"]) == (2, 2, 1.0)
+
+    openai_server.settings.faults = servers.no_faults
+    with pytest.raises(RunLimitReached, match="max_requests=1 reached"):
+        cli.main(argv("limited", "--concurrency", "1", "--max-requests", "1"))
+    assert len(RecordStore(tmp_path / "limited").records()) == 1
