@@ -169,7 +169,7 @@ def protocol_tables(records, rows, protocol: str, *, seed: int = 0) -> list[dict
     out = scoring.leaderboard(models, table="1a", protocol=protocol, seed=seed)
     out += _relabel(scoring.leaderboard(baselines, table="1a", protocol=protocol, seed=seed,
                                         steerings=sorted(set(baselines["steering"]))),
-                    steering="persona+few_shot")
+                    steering=scoring.steering_label(set(models["steering"]) & set(scoring.HEADLINE_STEERINGS)))
     out += scoring.ks_gap_table(models, table="1b", protocol=protocol, seed=seed)
     out += scoring.leaderboard(frame, table="2", protocol=protocol, seed=seed,
                                datasets=("opinionqa_subset", "nyt_books"))
@@ -186,7 +186,6 @@ def protocol_tables(records, rows, protocol: str, *, seed: int = 0) -> list[dict
                 steering = scoring.steering_label(steerings)
                 out += _relabel(board, table=paper_table(label, steering), steering=steering)
     if protocol == "corrected":
-        out += _heldout_temperature_table(records, rows, seed=seed)
         out += scoring.parse_failure_table(frame, seed=seed)
     return out
 
@@ -229,6 +228,7 @@ def reproduce(source=None, *, protocols=PROTOCOLS, seed: int = 0, cache_dir=None
     records = RecordStore(run_dir).records()
     # The corrected flags compare with the paper recomputation, so both are always computed.
     by_protocol = {protocol: protocol_tables(records, rows, protocol, seed=seed) for protocol in PROTOCOLS}
+    by_protocol["corrected"] += _heldout_temperature_table(records, rows, seed=seed)
     paper_rows = {_key(row): row for row in by_protocol["paper"]}
     cells = _diagnostics(records, rows) if "corrected" in protocols else {}
     out = []

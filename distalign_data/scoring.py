@@ -244,12 +244,14 @@ def _row(table, datasets, steerings, model, method, protocol, result) -> dict[st
     }
 
 
-def _score_sets(frame, datasets, steerings) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """(model, method) -> dataset -> scored TVs, over the given datasets and steerings."""
+def _score_sets(frame, datasets, steerings) -> dict[tuple[str, str], tuple[dict[str, np.ndarray], set[str]]]:
+    """(model, method) -> (dataset -> scored TVs, steerings present), over the given datasets and steerings."""
     chosen = frame[frame["dataset"].isin(list(datasets)) & frame["steering"].isin(list(steerings)) & frame["tv"].notna()]
-    sets: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    sets: dict[tuple[str, str], tuple[dict[str, np.ndarray], set[str]]] = {}
     for (model, method, dataset), group in chosen.groupby(["model", "method", "dataset"], sort=True):
-        sets.setdefault((model, method), {})[dataset] = group["tv"].to_numpy()
+        scores, present = sets.setdefault((model, method), ({}, set()))
+        scores[dataset] = group["tv"].to_numpy()
+        present.update(group["steering"])
     return sets
 
 
@@ -259,16 +261,16 @@ def leaderboard(frame, *, table: str, protocol: str, datasets: Iterable[str] = D
 
     Under ``paper`` the mean is the mean of the bootstrap statistics, as
     published; under ``corrected`` the sample mean. A (model, method) that
-    covers only some of the datasets is reported over those, and its
-    ``dataset`` label says which. Sorted best (lowest) first.
+    covers only some of the datasets or steerings is reported over those, and
+    its ``dataset`` and ``steering`` labels say which. Sorted best (lowest) first.
     """
     from distalign_data.statistics import bootstrap_mean_ci
 
     datasets, steerings = tuple(datasets), tuple(steerings)
     out = []
-    for (model, method), sets in _score_sets(frame, datasets, steerings).items():
+    for (model, method), (sets, present) in _score_sets(frame, datasets, steerings).items():
         result = bootstrap_mean_ci(sets, protocol=protocol, seed=seed)
-        out.append(_row(table, sets, steerings, model, method, protocol, result))
+        out.append(_row(table, sets, present, model, method, protocol, result))
     return sorted(out, key=lambda r: r["mean"])
 
 
@@ -305,7 +307,8 @@ def ks_gap_table(frame, *, table: str, protocol: str, datasets: Iterable[str] = 
             sets_seq = {d: g["tv_seq"].to_numpy() for d, g in both.groupby("dataset")}
             sets_verb = {d: g["tv_verb"].to_numpy() for d, g in both.groupby("dataset")}
             result = ks_gap(sets_seq, sets_verb, paired=True, protocol=protocol, seed=seed)
-        out.append(_row(table, sets_seq, steerings, model, "sequence", protocol, result))
+        out.append(_row(table, sets_seq, set(seq["steering"]) & set(verb["steering"]), model, "sequence", protocol,
+                        result))
     return sorted(out, key=lambda r: r["mean"])
 
 
@@ -320,9 +323,12 @@ def dataset_tables(frame, *, protocol: str, seed: int = DEFAULT_SEED, table: str
     """
     out = []
     for dataset in [d for d in DATASETS if d in set(frame["dataset"])]:
+        present = set(frame.loc[frame["dataset"] == dataset, "steering"])
         for steerings in DATASET_STEERINGS:
-            out.extend(leaderboard(frame, table=table, protocol=protocol, datasets=(dataset,),
-                                   steerings=steerings, seed=seed))
+            # The pooled table only where both of its steerings were run.
+            if set(steerings) <= present:
+                out.extend(leaderboard(frame, table=table, protocol=protocol, datasets=(dataset,),
+                                       steerings=steerings, seed=seed))
     return out
 
 

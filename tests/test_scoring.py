@@ -116,7 +116,7 @@ def test_leaderboard_weights_datasets_equally_and_labels_coverage():
     # (mean(0.1, 0.3) + 0.4 + 0.7) / 3 = 1.3 / 3
     assert (a["model"], a["mean"], a["n"], a["dataset"], a["steering"]) == ("a", pytest.approx(1.3 / 3), 4, "all",
                                                                            "persona+few_shot")
-    assert (b["mean"], b["n"], b["dataset"]) == (pytest.approx(0.6), 1, "nytimes")
+    assert (b["mean"], b["n"], b["dataset"], b["steering"]) == (pytest.approx(0.6), 1, "nytimes", "persona")
     assert set(a) == set(scoring.TABLE_KEYS)
 
 
