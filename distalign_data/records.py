@@ -119,6 +119,10 @@ class RecordStore:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / RECORDS_FILE
         self.manifest_path = self.run_dir / MANIFEST_FILE
+        # Keys of the complete lines read so far and where those lines end: each
+        # line is parsed once, so appending stays linear in the number of records.
+        self._known_keys: set[str] = set()
+        self._complete_bytes = 0
 
     def _lines(self) -> Iterable[dict[str, Any]]:
         if not self.path.exists():
@@ -143,11 +147,23 @@ class RecordStore:
         return out
 
     def keys(self) -> set[str]:
-        return {data["key"] for data in self._lines()}
+        return set(self._refresh_keys())
+
+    def _refresh_keys(self) -> set[str]:
+        """Read the complete lines written since the last call (by anyone) and return all keys."""
+        if self.path.exists():
+            with self.path.open("rb") as handle:
+                handle.seek(self._complete_bytes)
+                for line in handle:
+                    if not line.endswith(b"\n"):
+                        break
+                    self._known_keys.add(json.loads(line)["key"])
+                    self._complete_bytes += len(line)
+        return self._known_keys
 
     def append(self, records: Iterable[RunRecord]) -> int:
         """Append records whose key is not stored yet; returns how many were written."""
-        existing = self.keys()
+        existing = self._refresh_keys()
         self._drop_partial_line()
         written = 0
         with self.path.open("a", encoding="utf-8") as handle:
@@ -165,11 +181,9 @@ class RecordStore:
         return written
 
     def _drop_partial_line(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+        """Cut a crash's partial last line (everything after the last complete line)."""
+        if self.path.exists() and self.path.stat().st_size > self._complete_bytes:
+            os.truncate(self.path, self._complete_bytes)
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
