@@ -49,7 +49,6 @@ from distalign_data.records import RecordStore, RunRecord
 
 PAPER_TO_METHOD = {folder: method for method, folder in METHOD_TO_PAPER.items()}
 PAPER_TO_STEERING = {folder: steering for steering, folder in STEERING_TO_PAPER.items()}
-OQA_FOLDER = "Pew_American_Trends_Panel_disagreement_100"
 # No-steering OpinionQA prompts listed the Democrat dict's options (protocol section 2).
 NO_STEERING_PROMPT_GROUP = "Democrat"
 IMPORT_BACKEND = "paper-import"
@@ -315,14 +314,15 @@ def import_paper_outputs(
         files += 1
         models[file.model] += len(file_records)
     records = refit_temperature(records, indexes)
-    # One append: the store re-reads its keys on every call.
+    # One append: one fsync for the whole import.
     store.append(records)
     manifest = {
         "kind": "paper-import",
         "models": sorted(models),
         "backend": IMPORT_BACKEND,
         "sampling": dict(PAPER_SAMPLING),
-        "seeds": None,
+        # The upstream set no seeds; the package's only random choice here is the held-out τ folds.
+        "seeds": {"upstream": None, "heldout_temperature_folds": TS_SEED},
         "package_version": _package_version(),
         "dataset_revision": load_manifest(upstream.manifest)["commit"],
         "source": upstream.describe(),

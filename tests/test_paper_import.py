@@ -109,7 +109,8 @@ def test_manifest_and_idempotent_reimport(imported, tmp_path):
     assert manifest["models"] == ["gpt-4", "llama3-70b"]
     assert manifest["records_per_model"] == {"gpt-4": 7, "llama3-70b": 1}
     assert manifest["skipped"]["opinionqa group RACE/Asian"] == 1
-    assert manifest["backend"] == "paper-import" and manifest["seeds"] is None
+    assert manifest["backend"] == "paper-import"
+    assert manifest["seeds"] == {"upstream": None, "heldout_temperature_folds": 0}
     assert manifest["package_version"] and len(manifest["dataset_revision"]) == 40
     source = write_paper_results(tmp_path / "upstream")
     again = import_paper_outputs(store.run_dir, source=source, rows=fixture_rows())
