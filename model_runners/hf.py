@@ -8,7 +8,7 @@
   variant is used when the preferred one is not a single token. The parser
   records the covered probability mass. No ``generate()``.
 * ``sequence`` and ``verbalize``: ``generate()`` at temperature 1 with a
-  Gumbel-max sampler whose noise comes from a generator seeded per prompt
+  sampler whose uniforms come from a generator seeded per prompt
   (:func:`~distalign_data.model_runners.base.sample_seed`), so a prompt's sample
   does not depend on which prompts share its batch.
 * Batches: left-padded, length-sorted (longest first), at most the batch size
@@ -75,26 +75,27 @@ def _resolve_dtype(dtype: str | None) -> Any:
     return resolved
 
 
-class GumbelSampler:
-    """A logits processor that adds Gumbel noise from one seeded generator per row.
+class SeededSampler:
+    """A logits processor that draws each row's next token with that row's own seeded generator.
 
-    With greedy decoding on top, each row draws an exact sample from
-    softmax(logits), using only its own random stream.
+    Inverse-CDF sampling from softmax(logits) (temperature 1, no top-k/top-p);
+    it sets the drawn token's score to +inf, so greedy decoding on top emits the
+    draw. The uniforms come from CPU generators, so
+    a seed gives the same uniforms on any device.
     """
 
-    def __init__(self, seeds: list[int], device: Any) -> None:
+    def __init__(self, seeds: list[int]) -> None:
         import torch
 
-        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        uniform = torch.empty_like(scores, dtype=torch.float32)
-        for row, generator in enumerate(self.generators):
-            uniform[row].uniform_(generator=generator)
-        gumbel = -torch.log(-torch.log(uniform.clamp_(min=1e-20, max=1.0 - 1e-7)))
-        return scores.float() + gumbel
+        cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
+        uniforms = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(cdf.device)
+        drawn = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None]).clamp_(max=scores.shape[-1] - 1)
+        return scores.scatter_(1, drawn, float("inf"))
 
 
 class HFBackend:
@@ -163,7 +164,7 @@ class HFBackend:
             "temperature": 1.0,
             "top_p": 1.0,
             "max_new_tokens": self.max_new_tokens,
-            "sampler": "gumbel_max_per_prompt_seed",
+            "sampler": "inverse_cdf_per_prompt_seed",
             "dtype": self.dtype_name,
         }
 
@@ -312,6 +313,7 @@ class HFBackend:
         config = GenerationConfig(
             max_new_tokens=self.max_new_tokens,
             do_sample=False,
+            use_cache=True,  # a fresh GenerationConfig leaves it unset, which recomputes the prompt every step
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id,
         )
@@ -320,7 +322,7 @@ class HFBackend:
                 input_ids=input_ids,
                 attention_mask=mask,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([GumbelSampler(seeds, self.device)]),
+                logits_processor=LogitsProcessorList([SeededSampler(seeds)]),
             )
         new_tokens = generated[:, input_ids.shape[1] :].tolist()
         eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]

@@ -16,7 +16,7 @@ import pytest
 
 from distalign_data.model_runners.base import get_backend
 from distalign_data.model_runners.base import run
-from distalign_data.model_runners.hf import GumbelSampler
+from distalign_data.model_runners.hf import SeededSampler
 from distalign_data.model_runners.hf import letter_token_ids
 from distalign_data.prompts import render_prompt
 from distalign_data.records import RecordStore
@@ -137,16 +137,18 @@ def test_plain_text_prompt_reads_the_space_letter(tiny_plain_model_dir, tmp_path
 # -- sampling ----------------------------------------------------------------
 
 
-def test_gumbel_sampler_draws_from_the_softmax():
+def test_seeded_sampler_draws_from_the_softmax_one_stream_per_row():
     import torch
 
-    probabilities = torch.tensor([0.6, 0.3, 0.1])
-    sampler = GumbelSampler(list(range(4000)), "cpu")
-    scores = probabilities.log().repeat(4000, 1)
-    draws = sampler(None, scores).argmax(dim=-1)
-    frequencies = torch.bincount(draws, minlength=3).double() / 4000
+    probabilities = torch.tensor([0.6, 0.3, 0.1, 0.0])
+    scores = probabilities.log().repeat(4000, 1) + 5.0  # logits, not normalised
+    draws = SeededSampler(list(range(4000)))(None, scores).argmax(dim=-1)
+    # A row's draw depends on its own seed only, not on the other rows.
+    assert SeededSampler([17])(None, scores[:1]).argmax(dim=-1).item() == draws[17].item()
+    assert (draws < 3).all()
+    frequencies = torch.bincount(draws, minlength=3).double()[:3] / 4000
     # Binomial standard error is at most 0.008; 0.03 is almost 4 of them.
-    assert frequencies.tolist() == pytest.approx(probabilities.tolist(), abs=0.03)
+    assert frequencies.tolist() == pytest.approx(probabilities[:3].tolist(), abs=0.03)
 
 
 def test_seeds_reproduce_and_differ(tiny_model_dir, tmp_path):
