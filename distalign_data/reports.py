@@ -225,10 +225,9 @@ def significance_table(frame, *, seed: int, n_resamples: int = DEFAULT_RESAMPLES
 
 def _row_distribution(record: RunRecord, row: Mapping[str, Any]):
     """A parsed record's distribution on its row's options (by option text), as the corrected protocol scores it."""
-    from distalign_data.distributions import align
-    from distalign_data.scoring import _corrected_pair
+    from distalign_data.scoring import scored_pair
 
-    return _corrected_pair(record, row, align)[1]
+    return scored_pair(record, row, "corrected")[1]
 
 
 def likert_marginals(
@@ -300,10 +299,8 @@ def logprob_pairs(records: Iterable[RunRecord], rows: Sequence[Mapping[str, Any]
     """
     import numpy as np
 
-    from distalign_data.distributions import align
-    from distalign_data.scoring import _corrected_pair
-    from distalign_data.scoring import _paper_pair
     from distalign_data.scoring import rows_by_id
+    from distalign_data.scoring import scored_pair
 
     index = rows_by_id(rows)
     cells: dict[tuple, dict[str, list]] = {}
@@ -311,7 +308,7 @@ def logprob_pairs(records: Iterable[RunRecord], rows: Sequence[Mapping[str, Any]
         row = index.get((record.dataset, record.row_id))
         if record.method != "logprobs" or row is None:
             continue
-        pair = _paper_pair(record, row) if protocol == "paper" else _corrected_pair(record, row, align)
+        pair = scored_pair(record, row, protocol)
         if pair is None and protocol == "corrected":
             pair = (row["distribution"], np.full(len(row["options"]), np.nan))
         if pair is None:

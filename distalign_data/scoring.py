@@ -80,8 +80,6 @@ def score_records(records: Iterable, rows, protocol: str):
     """
     import pandas as pd
 
-    from distalign_data.distributions import align
-
     _check_protocol(protocol)
     index = rows_by_id(rows)
     meta, y_true, y_pred, scored = [], [], [], []
@@ -91,7 +89,7 @@ def score_records(records: Iterable, rows, protocol: str):
             raise ValueError(f"record {record.row_id!r} ({record.dataset}): no such benchmark row")
         meta.append((record.model, record.dataset, record.steering, record.method, record.row_id,
                      record.question_id, record.group_attribute, record.group, protocol, record.parse_status))
-        pair = _paper_pair(record, row) if protocol == "paper" else _corrected_pair(record, row, align)
+        pair = scored_pair(record, row, protocol)
         if pair is None:
             continue
         scored.append(len(meta) - 1)
@@ -102,6 +100,16 @@ def score_records(records: Iterable, rows, protocol: str):
     frame = pd.DataFrame(meta, columns=[c for c in SCORE_COLUMNS if c != "tv"])
     frame.insert(SCORE_COLUMNS.index("tv"), "tv", tv)
     return frame
+
+
+def scored_pair(record, row, protocol: str):
+    """The ``(reference, prediction)`` vectors ``protocol`` compares for one record, or None when it does not score it.
+
+    ``corrected``: the row's reference and the parsed distribution aligned to the
+    row's options by text (None for a failed parse). ``paper``: the upstream's
+    stored vectors position by position (None for a pair the paper dropped).
+    """
+    return _paper_pair(record, row) if protocol == "paper" else _corrected_pair(record, row)
 
 
 def _finite_vector(values) -> bool:
@@ -124,7 +132,9 @@ def _paper_pair(record, row):
     return reference, predicted
 
 
-def _corrected_pair(record, row, align):
+def _corrected_pair(record, row):
+    from distalign_data.distributions import align
+
     if record.parse_status == "failed" or record.distribution is None:
         return None
     return row["distribution"], align(record.options, record.distribution, row["options"])
