@@ -367,7 +367,7 @@ def run(
 
 # Options forwarded to get_backend when given (each backend takes the ones it knows).
 _BACKEND_OPTIONS = (
-    "batch_size", "dtype", "device_map", "max_new_tokens",
+    "batch_size", "dtype", "device", "device_map", "max_new_tokens",
     "concurrency", "rpm", "tpm", "max_attempts", "timeout", "max_requests", "budget", "api_key_env",
 )  # fmt: skip
 
@@ -395,6 +395,7 @@ def register_cli(subparsers: Any) -> None:
     local = parser.add_argument_group("local models (hf:)")
     local.add_argument("--batch-size", default=None, help="auto (default) or a number")
     local.add_argument("--dtype", default=None, help="torch dtype, e.g. bfloat16 (default: the model's)")
+    local.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     local.add_argument("--device-map", default=None, help='device map for large models, e.g. "auto"')
     local.add_argument("--max-new-tokens", type=int, default=None, help="generation length for sequence and verbalize")
     api = parser.add_argument_group("API models (openai:, openai-compatible:, anthropic:)")
@@ -412,9 +413,7 @@ def register_cli(subparsers: Any) -> None:
 def _run_command(args: Any) -> int:
     from distalign_data.benchmarks import load_rows
 
-    rows = []
-    for name in args.datasets:
-        rows += _limit_per_dataset(load_rows(name, source=args.source), args.limit)
+    rows = [row for name in args.datasets for row in load_rows(name, source=args.source)]
     options = {name: getattr(args, name) for name in _BACKEND_OPTIONS if getattr(args, name) is not None}
     backend = get_backend(args.model, **options)
     try:
@@ -425,6 +424,7 @@ def _run_command(args: Any) -> int:
             steerings=args.steering,
             run_dir=args.out,
             seed=args.seed,
+            limit=args.limit,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
         )
