@@ -80,8 +80,8 @@ class SeededSampler:
 
     Inverse-CDF sampling from softmax(logits) (temperature 1, no top-k/top-p);
     it sets the drawn token's score to +inf, so greedy decoding on top emits the
-    draw. The uniforms come from CPU generators, so
-    a seed gives the same uniforms on any device.
+    draw. The uniforms come from CPU generators, so a seed gives the same
+    uniforms on any device.
     """
 
     def __init__(self, seeds: list[int]) -> None:
@@ -122,8 +122,11 @@ class HFBackend:
             raise ValueError(f"model spec {spec!r} is not hf:<path-or-hub-id>")
         self.spec = spec
         self.path = spec[len(PREFIX) :]
-        self.batch_size = None if batch_size in (None, "auto") else int(batch_size)
-        if self.batch_size is not None and self.batch_size < 1:
+        if batch_size in (None, "auto"):
+            self.batch_size = None
+        elif str(batch_size).isdigit() and int(batch_size) >= 1:
+            self.batch_size = int(batch_size)
+        else:
             raise ValueError(f"batch_size must be 'auto' or a positive number, got {batch_size!r}")
         self.max_new_tokens = int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS)
         self._state = None
@@ -209,7 +212,8 @@ class HFBackend:
         self._plan = self._batches(work)
 
     def generate(self, work: list[tuple[Job, Any]], on_output: Callable[[Job, Any, RawOutput], None]) -> None:
-        batches = self._plan if self._plan is not None else self._batches(work)
+        # A plan serves the one generate() call that follows it.
+        batches, self._plan = (self._plan if self._plan is not None else self._batches(work)), None
         wanted = {prompt.sha256 for _, prompt in work}
         planned = {it["prompt"].sha256 for batch in batches for it in batch}
         if not wanted <= planned:
@@ -290,7 +294,9 @@ class HFBackend:
         input_ids, mask = self._tensors(batch)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+            logits = self.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, use_cache=False
+            ).logits
             logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
             answer_ids = [self._answer_ids(it["text"], it["prompt"].letters) for it in batch]
             widest = max(len(ids) for ids in answer_ids)
