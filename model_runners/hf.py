@@ -189,9 +189,18 @@ class HFBackend:
 
     def prompt_string(self, prompt: Any) -> str:
         """What the model reads: the chat template's rendering when the tokenizer has one, else the plain text."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=True, tokenize=False)
-        return prompt.text
+        if not getattr(self.tokenizer, "chat_template", None):
+            return prompt.text
+        from jinja2 import TemplateError
+
+        messages = list(prompt.messages)
+        try:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except TemplateError:
+            # Some templates (Gemma's, older Mistral's) refuse a system turn: it opens the user turn instead.
+            system, user = messages
+            merged = [{"role": "user", "content": f"{system['content']}\n\n{user['content']}"}]
+            return self.tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
 
     def _encode(self, text: str) -> list[int]:
         # A chat template writes its own special tokens; plain text gets the tokenizer's (BOS).

@@ -85,6 +85,24 @@ def test_letter_token_follows_how_the_prompt_ends(tiny_model_dir):
     assert tokenizer.encode(chat + "B", add_special_tokens=False)[-1] == ids_with_space[1]
 
 
+def test_chat_template_without_a_system_turn_gets_it_in_the_user_turn(tmp_path):
+    from transformers import AutoTokenizer
+
+    from tests.tiny_model_helpers import build_tiny_model
+
+    folder = build_tiny_model(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+        "<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}<|assistant|>\n"
+    )
+    tokenizer.save_pretrained(folder)
+    backend = get_backend(f"hf:{folder}")
+    prompt = render_prompt(toy_rows(1)[0], "logprobs", "none", seed=0)
+    text = backend.prompt_string(prompt)
+    assert text == f"<|user|>\n{prompt.messages[0]['content']}\n\n{prompt.messages[1]['content']}<|end|>\n<|assistant|>"  # jinja drops the template's final newline
+
+
 # -- log-probs ---------------------------------------------------------------
 
 
