@@ -144,6 +144,32 @@ def test_batched_logprobs_equal_single_prompt_logprobs(tiny_model_dir, tmp_path)
         assert record["parse_status"] == "ok"
 
 
+def test_out_of_memory_splits_the_batch_and_keeps_the_smaller_size(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    from distalign_data.model_runners.hf import HFBackend
+
+    sizes = []
+    real = HFBackend._logprobs
+
+    def small_memory(self, batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(self, batch)
+
+    rows = toy_rows(3)
+    run_tiny(tiny_model_dir, tmp_path / "roomy", rows, batch_size=2, methods=["logprobs"])
+    monkeypatch.setattr(HFBackend, "_logprobs", small_memory)
+    run_tiny(tiny_model_dir, tmp_path / "tight", rows, batch_size=8, methods=["logprobs"], steerings=["persona"])
+    # 6 persona prompts: 6 fails, the first half of 3 fails, and from then on batches hold 3 // 2 = 1 row.
+    assert sizes == [6, 3, 1, 1, 1, 1, 1, 1]
+    tight = comparable(tmp_path / "tight")
+    roomy = [r for r in comparable(tmp_path / "roomy") if r["steering"] == "persona"]
+    assert len(tight) == 6
+    assert logprob_values(tight) == pytest.approx(logprob_values(roomy), abs=1e-5)
+
+
 def test_plain_text_prompt_reads_the_space_letter(tiny_plain_model_dir, tmp_path):
     rows = toy_rows(1)
     run_tiny(tiny_plain_model_dir, tmp_path, rows, methods=["logprobs"], steerings=["persona"])

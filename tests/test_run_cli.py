@@ -112,3 +112,44 @@ def test_run_then_score_on_the_tiny_model(mirror_source, tiny_model_dir, tmp_pat
     capsys.readouterr()
     assert cli.main(["score", str(run_dir)]) == 0
     assert f"hf:{tiny_model_dir}" in capsys.readouterr().out
+
+
+class FailingBackend(EchoBackend):
+    """Fails every request for good, and offers log-probs for at most 3 options."""
+
+    name = "failing"
+    capabilities = Capabilities(logprobs=True, max_top_logprobs=3)
+
+    def generate(self, work, on_output):
+        for job, prompt in work:
+            self.prompts += 1
+            on_output(job, prompt, RawOutput(error="HTTP 400: bad request"))
+
+
+def test_failed_requests_become_failed_records_and_are_not_cached(tmp_path):
+    rows = toy_rows(1)
+    backend = FailingBackend("failing:x")
+    summary = base.run(backend, rows, methods=["sequence"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
+    assert (summary.failed, summary.written) == (2, 2)
+    assert [(r.parse_status, r.parse_reason, r.distribution) for r in RecordStore(tmp_path).records()] == [
+        ("failed", "HTTP 400: bad request", None)
+    ] * 2
+    from distalign_data.model_runners.cache import ResponseCache
+
+    assert len(ResponseCache(tmp_path / "cache.sqlite")) == 0
+
+
+def test_too_many_options_for_the_top_logprobs_limit_fails_before_any_work(tmp_path):
+    rows = toy_rows(3)  # q2 has four options
+    backend = FailingBackend("failing:x")
+    with pytest.raises(ValueError, match=r"row 'q2/Democrat': 4 options but backend 'failing' returns at most 3"):
+        base.run(backend, rows, methods=["logprobs"], steerings=["none"], run_dir=tmp_path, seed=0, progress=False)
+    assert backend.prompts == 0
+
+
+def test_usage_totals_accumulate_over_resumed_runs(tmp_path):
+    rows = toy_rows(2)
+    for count in (1, 2):
+        base.run(EchoBackend("echo:x"), rows[: 2 * count], methods=["sequence"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
+    # 2 prompts, then the 2 new ones of the second question: 4 requests of 2 tokens.
+    assert RecordStore(tmp_path).manifest()["usage"] == {"tokens": 8}
