@@ -272,7 +272,8 @@ class HFBackend:
         import torch
 
         if self._max_rows is not None and len(batch) > self._max_rows:
-            return [out for i in range(0, len(batch), self._max_rows) for out in self._run_batch(batch[i : i + self._max_rows])]
+            size = self._max_rows  # fixed here: a nested out-of-memory may lower _max_rows meanwhile
+            return [out for i in range(0, len(batch), size) for out in self._run_batch(batch[i : i + size])]
         try:
             started = time.perf_counter()
             outputs = self._logprobs(batch) if batch[0]["kind"] == "logprobs" else self._sample(batch)
