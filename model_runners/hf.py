@@ -232,6 +232,7 @@ class HFBackend:
         rank, size = (0, 1) if self._state is None else (self._state.process_index, self._state.num_processes)
         mine = needed[rank::size]
         rounds = -(-len(needed) // size)
+        emitted = 0
         for step in range(rounds):
             results = self._run_batch(mine[step]) if step < len(mine) else []
             results = [(it, raw) for it, raw in results if it["prompt"].sha256 in wanted]
@@ -240,8 +241,11 @@ class HFBackend:
 
                 results = [r for per_process in gather_object([results]) for r in per_process]
             if self.is_main_process:
+                emitted += len(results)
                 for it, raw in results:
                     on_output(it["job"], it["prompt"], raw)
+        if self.is_main_process and emitted != len(wanted):
+            raise RuntimeError(f"the local backend produced {emitted} outputs for {len(wanted)} prompts")
 
     def _batch_size(self, kind: str) -> int:
         if self.batch_size is not None:
