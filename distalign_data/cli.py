@@ -23,11 +23,11 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distalign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="distalign", description="Datasets, metrics and runners for distributional alignment of language models."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:  # TEMPORARY while modules are written
-            continue
         importlib.import_module(name).register_cli(subparsers)
     return parser
 
