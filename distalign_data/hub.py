@@ -15,6 +15,7 @@ only from the ``HF_TOKEN`` environment variable.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import os
 import string
 import sys
@@ -36,7 +37,6 @@ METRIC_SPACE = "distalign"
 TOKEN_VARIABLE = "HF_TOKEN"
 DEFAULT_OUT = Path("out") / "hub"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CARDS_DIR = PROJECT_ROOT / "cards"
 DEFAULT_METRIC_DIR = PROJECT_ROOT / "metrics" / "distalign"
 DATA_FILE = "test-00000-of-00001.parquet"
 CARD_FILE = "README.md"
@@ -121,8 +121,9 @@ def render_card(name: str, infos: dict, tables: dict):
         ],
     )
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
-    template = string.Template((CARDS_DIR / f"{name}.md").read_text(encoding="utf-8")
-                               + "\n" + (CARDS_DIR / COMMON_CARD).read_text(encoding="utf-8"))
+    cards = importlib.resources.files("distalign_data.cards")  # cards/, installed as package data
+    template = string.Template((cards / f"{name}.md").read_text(encoding="utf-8")
+                               + "\n" + (cards / COMMON_CARD).read_text(encoding="utf-8"))
     body = template.substitute(_card_statistics(name, tables), citation=default_info.citation)
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
 
