@@ -244,8 +244,8 @@ class HFBackend:
                 emitted += len(results)
                 for it, raw in results:
                     on_output(it["job"], it["prompt"], raw)
-        if self.is_main_process and emitted != len(wanted):
-            raise RuntimeError(f"the local backend produced {emitted} outputs for {len(wanted)} prompts")
+        if self.is_main_process and emitted != len(work):
+            raise RuntimeError(f"the local backend produced {emitted} outputs for {len(work)} requests")
 
     def _batch_size(self, kind: str) -> int:
         if self.batch_size is not None:
