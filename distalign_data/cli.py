@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from distalign_data.errors import DistalignError
+
 COMMAND_MODULES = (
     "distalign_data.hub",  # build, release
     "distalign_data.paper_import",  # import-paper
@@ -34,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (DistalignError, ValueError) as error:
+        print(f"distalign {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

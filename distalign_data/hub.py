@@ -18,18 +18,16 @@ import argparse
 import importlib.resources
 import os
 import string
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from distalign_data.errors import DistalignError
 from distalign_data.names import DATASETS, GROUPS
 from distalign_data.sources import (
     UPSTREAM_COMMIT,
     UPSTREAM_REPOSITORY,
-    UpstreamIntegrityError,
-    UpstreamSourceError,
 )
 
 NAMESPACE = "distalign"
@@ -49,7 +47,7 @@ PRETTY_NAMES = {
 _SKIPPED_PARTS = ("__pycache__", ".ipynb_checkpoints")
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(DistalignError, RuntimeError):
     """A release could not be made (no token, no network, missing folders)."""
 
 
@@ -225,11 +223,7 @@ def release(out: str | Path = DEFAULT_OUT, datasets=DATASETS, *, dry_run: bool =
 
 def _build_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    try:
-        folders = build_folders(args.source, args.out, args.datasets)
-    except (UpstreamSourceError, UpstreamIntegrityError) as error:
-        print(f"distalign build: {error}", file=sys.stderr)
-        return 1
+    folders = build_folders(args.source, args.out, args.datasets)
     for name, folder in folders.items():
         print(f"{name}: {folder}")
     print(f"built {len(folders)} datasets in {time.perf_counter() - start:.1f} s")
@@ -237,11 +231,7 @@ def _build_command(args: argparse.Namespace) -> int:
 
 
 def _release_command(args: argparse.Namespace) -> int:
-    try:
-        release(args.out, args.datasets, dry_run=args.dry_run, metric_dir=args.metric_dir, namespace=args.namespace)
-    except ReleaseError as error:
-        print(f"distalign release: {error}", file=sys.stderr)
-        return 1
+    release(args.out, args.datasets, dry_run=args.dry_run, metric_dir=args.metric_dir, namespace=args.namespace)
     return 0
 
 

@@ -34,6 +34,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from distalign_data.errors import DistalignError
+
 UPSTREAM_REPOSITORY = "nicolemeister/benchmarking-distributional-alignment"
 UPSTREAM_COMMIT = "36869b56b214b5ddce13dc234d62b4cbce3706cd"
 SOURCE_VARIABLE = "DISTALIGN_SOURCE"
@@ -66,11 +68,11 @@ _QUALTRICS_TAG_ROW = 0
 _QUALTRICS_IMPORT_ID_ROW = 2
 
 
-class UpstreamSourceError(RuntimeError):
+class UpstreamSourceError(DistalignError, RuntimeError):
     """The upstream files cannot be found or downloaded."""
 
 
-class UpstreamIntegrityError(ValueError):
+class UpstreamIntegrityError(DistalignError, ValueError):
     """An upstream file is not the pinned version."""
 
 

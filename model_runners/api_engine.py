@@ -64,6 +64,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from distalign_data.errors import DistalignError
+
 logger = logging.getLogger("distalign_data.model_runners.api")
 
 # List prices in USD per million (input, output) tokens as the providers published
@@ -105,11 +107,11 @@ _SECRET_PATTERNS = (
 )
 
 
-class ApiConfigurationError(RuntimeError):
+class ApiConfigurationError(DistalignError, RuntimeError):
     """The API refused the run as configured (bad key, no access, unknown model): nothing was recorded for it."""
 
 
-class RunLimitReached(RuntimeError):
+class RunLimitReached(DistalignError, RuntimeError):
     """``max_requests`` or ``budget`` stopped the run; the jobs not run have no record and resume on the next run."""
 
 

@@ -281,7 +281,6 @@ def run(
 
     from distalign_data.model_runners.cache import CACHE_FILE
     from distalign_data.model_runners.cache import ResponseCache
-    from distalign_data.prompts import TEMPLATE_VERSION
     from distalign_data.prompts import render_prompt
 
     rows = _limit_per_dataset(rows, limit)
@@ -333,33 +332,44 @@ def run(
             write(key, RawOutput(hit["text"], None if top is None else [tuple(p) for p in top], hit["usage"], cached=True))
 
     started = time.perf_counter()
-    if work:
-        backend.generate(work, on_output)
-    bar.close()
-    cache.close()
-    if is_main:
-        previous = store.manifest().get("usage", {})
-        usage = dict(previous)
-        _add_usage(usage, summary.usage)
-        describe = getattr(backend, "describe", None)
-        store.update_manifest(
-            {
-                "model": backend.spec,
-                "backend": backend.name,
-                "backend_info": describe() if describe else {},
-                "sampling": {m: backend.sampling_parameters(m) for m in methods},
-                "seed": seed,
-                "methods": list(methods),
-                "steerings": list(steerings),
-                "limit": limit,
-                "package_version": __version__,
-                "template_version": TEMPLATE_VERSION,
-                "datasets": _dataset_fingerprints(rows),
-                "usage": usage,
-                "last_run_s": round(time.perf_counter() - started, 3),
-            }
-        )
+    try:
+        if work:
+            backend.generate(work, on_output)
+    finally:
+        # Also when a run limit or a refused configuration stops the run: what was
+        # used and how the backend was set up still reach the manifest.
+        bar.close()
+        cache.close()
+        if is_main:
+            _write_manifest(store, backend, rows, summary, methods=methods, steerings=steerings, seed=seed,
+                            limit=limit, run_s=time.perf_counter() - started)
     return summary
+
+
+def _write_manifest(store, backend, rows, summary, *, methods, steerings, seed, limit, run_s) -> None:
+    """Merge this invocation's facts into the run manifest; usage adds up over resumed invocations."""
+    from distalign_data.prompts import TEMPLATE_VERSION
+
+    usage = dict(store.manifest().get("usage", {}))
+    _add_usage(usage, summary.usage)
+    describe = getattr(backend, "describe", None)
+    store.update_manifest(
+        {
+            "model": backend.spec,
+            "backend": backend.name,
+            "backend_info": describe() if describe else {},
+            "sampling": {m: backend.sampling_parameters(m) for m in methods},
+            "seed": seed,
+            "methods": list(methods),
+            "steerings": list(steerings),
+            "limit": limit,
+            "package_version": __version__,
+            "template_version": TEMPLATE_VERSION,
+            "datasets": _dataset_fingerprints(rows),
+            "usage": usage,
+            "last_run_s": round(run_s, 3),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures several modules use, made available to all (session-scoped ones are built once).
+from tests.paper_import_helpers import paper_run  # noqa: F401
+from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401
+from tests.tiny_model_helpers import tiny_plain_model_dir  # noqa: F401
+
 MIRROR_VARIABLE = "DISTALIGN_SOURCE"
 
 

@@ -524,6 +524,9 @@ def test_distalign_run_forwards_the_api_options(tmp_path, fake_key, openai_serve
     assert (engine["concurrency"], engine["max_attempts"], engine["timeout"]) == (2, 2, 1.0)
 
     openai_server.settings.faults = servers.no_faults
-    with pytest.raises(RunLimitReached, match="max_requests=1 reached"):
-        cli.main(argv("limited", "--concurrency", "1", "--max-requests", "1"))
+    capsys.readouterr()
+    assert cli.main(argv("limited", "--concurrency", "1", "--max-requests", "1")) == 1
+    assert "m: max_requests=1 reached; 2 of 3 requests were not sent" in capsys.readouterr().err
     assert len(RecordStore(tmp_path / "limited").records()) == 1
+    # The manifest is written even though the limit stopped the run.
+    assert RecordStore(tmp_path / "limited").manifest()["backend_info"]["engine"]["concurrency"] == 1

@@ -12,7 +12,6 @@ from distalign_data import coin
 from distalign_data.model_runners.base import Capabilities
 from distalign_data.model_runners.base import RawOutput
 from distalign_data.records import RecordStore
-from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (fixture)
 
 
 class PerfectCoinBackend:

@@ -21,8 +21,6 @@ from distalign_data.model_runners.hf import letter_token_ids
 from distalign_data.prompts import render_prompt
 from distalign_data.records import RecordStore
 from tests.tiny_model_helpers import build_unigram_model
-from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (fixture)
-from tests.tiny_model_helpers import tiny_plain_model_dir  # noqa: F401  (fixture)
 from tests.tiny_model_helpers import toy_rows
 
 METHODS = ["logprobs", "sequence", "verbalize"]

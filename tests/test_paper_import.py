@@ -19,7 +19,6 @@ from .paper_import_helpers import (
     WORKER,
     fixture_rows,
     human_survey_csv,
-    paper_run,  # noqa: F401 (fixture)
     write_paper_results,
 )
 

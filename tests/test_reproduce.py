@@ -14,7 +14,6 @@ from distalign_data.reproduce import format_report, reproduce
 
 from .paper_import_helpers import (
     fixture_rows,
-    paper_run,  # noqa: F401 (fixture)
     write_paper_results,
 )
 

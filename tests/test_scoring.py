@@ -13,7 +13,6 @@ from distalign_data.records import RecordStore, RunRecord
 from .paper_import_helpers import (
     Q,
     fixture_rows,
-    paper_run,  # noqa: F401 (fixture)
     write_paper_results,
 )
 

@@ -7,9 +7,8 @@ and saves both, so tests exercise the real ``from_pretrained`` loading path.
 :func:`build_unigram_model` saves a model whose next-token distribution is
 fixed by hand, for tests that need parseable generations with known odds.
 
-Use the session fixtures in a test module::
-
-    from tests.tiny_model_helpers import tiny_model_dir  # noqa: F401  (pytest fixture)
+The session fixtures ``tiny_model_dir`` and ``tiny_plain_model_dir`` are made
+available to every test module by ``tests/conftest.py``.
 """
 
 from __future__ import annotations
