@@ -35,7 +35,7 @@ import io
 import re
 from typing import Any
 
-from distalign_data.records import RecordStore, RunRecord
+from distalign_data.records import RecordStore, RunRecord, row_identity
 
 HUMAN_MODEL = "humans"
 HUMAN_METHOD = "verbalize"
@@ -160,11 +160,7 @@ def _record(dataset, steering, row, options, blocks, align) -> RunRecord:
             distribution, status, reason = [s / total for s in shown], "ok", ""
     return RunRecord(
         model=HUMAN_MODEL,
-        dataset=dataset,
-        row_id=row["id"],
-        question_id=row["question_id"],
-        group_attribute=row["group_attribute"],
-        group=row["group"],
+        **row_identity(row),
         method=HUMAN_METHOD,
         steering=steering,
         options=list(options),

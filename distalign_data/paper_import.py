@@ -45,7 +45,7 @@ from distalign_data.names import (
     STEERING_TO_PAPER,
 )
 from distalign_data.parsing import Parsed, parse_logprobs, parse_response
-from distalign_data.records import RecordStore, RunRecord
+from distalign_data.records import RecordStore, RunRecord, row_identity
 
 PAPER_TO_METHOD = {folder: method for method, folder in METHOD_TO_PAPER.items()}
 PAPER_TO_STEERING = {folder: steering for steering, folder in STEERING_TO_PAPER.items()}
@@ -166,11 +166,7 @@ def _record(file: ResultFile, key: str, entry: dict[str, Any], row: dict[str, An
     response = entry["response"][0] if entry.get("response") else ""
     return RunRecord(
         model=file.model,
-        dataset=file.dataset,
-        row_id=row["id"],
-        question_id=row["question_id"],
-        group_attribute=row["group_attribute"],
-        group=row["group"],
+        **row_identity(row),
         method=file.method,
         steering=file.steering,
         options=list(options),

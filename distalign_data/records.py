@@ -48,6 +48,17 @@ def record_key(model: str, dataset: str, row_id: str, method: str, steering: str
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
+def row_identity(row: dict[str, Any]) -> dict[str, str]:
+    """The record fields that identify a benchmark row (``RunRecord(**row_identity(row), ...)``)."""
+    return {
+        "dataset": row["dataset"],
+        "row_id": row["id"],
+        "question_id": row["question_id"],
+        "group_attribute": row["group_attribute"],
+        "group": row["group"],
+    }
+
+
 @dataclasses.dataclass
 class RunRecord:
     """One model outcome for one benchmark row.

@@ -35,6 +35,7 @@ from distalign_data.names import STEERING_METHODS
 from distalign_data.records import RecordStore
 from distalign_data.records import RunRecord
 from distalign_data.records import record_key
+from distalign_data.records import row_identity
 
 # Model spec prefix -> the backend module (imported lazily: each pulls heavy libraries).
 BACKEND_MODULES = {
@@ -202,14 +203,9 @@ def make_record(backend: Backend, job: Job, prompt: Any, raw: RawOutput) -> RunR
         payload = raw.top_logprobs if job.method == "logprobs" else raw.text
         parsed = parse_response(job.method, payload, list(prompt.options))
         distribution, status, reason, details = parsed.distribution, parsed.status, parsed.reason, parsed.details
-    row = job.row
     return RunRecord(
         model=job.model,
-        dataset=row["dataset"],
-        row_id=row["id"],
-        question_id=row["question_id"],
-        group_attribute=row["group_attribute"],
-        group=row["group"],
+        **row_identity(job.row),
         method=job.method,
         steering=job.steering,
         options=list(prompt.options),
