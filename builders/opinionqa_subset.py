@@ -40,8 +40,14 @@ def _survey_options(info_rows: dict[str, list[dict]], question_id: str, question
     if question_id not in info_rows:
         raise ValueError(f"question {question_id!r}: not listed in {POOL_DIR}info.csv")
     candidates = info_rows[question_id]
-    chosen = next((entry for entry in candidates if entry["question"] == question_text), candidates[0])
-    return parse_string_list(chosen["references"], where=f"question {question_id!r} references")
+    if len(candidates) > 1:
+        candidates = [entry for entry in candidates if entry["question"] == question_text]
+        if len(candidates) != 1:
+            raise ValueError(
+                f"question {question_id!r}: listed more than once in {POOL_DIR}info.csv and "
+                f"{len(candidates)} of the entries have its text {question_text!r}"
+            )
+    return parse_string_list(candidates[0]["references"], where=f"question {question_id!r} references")
 
 
 class OpinionQASubset(UpstreamBuilder):

@@ -15,6 +15,7 @@ only from the ``HF_TOKEN`` environment variable.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.resources
 import os
 import string
@@ -96,6 +97,21 @@ def _card_statistics(name: str, tables: dict) -> dict[str, str]:
     return stats
 
 
+def _size_category(num_rows: int) -> str:
+    """The Hub's size category for a dataset whose largest config has ``num_rows`` rows.
+
+    >>> [_size_category(n) for n in (599, 9048, 10_000, 250_000)]
+    ['n<1K', '1K<n<10K', '10K<n<100K', '100K<n<1M']
+    """
+    bounds = ("1K", "10K", "100K", "1M")
+    if num_rows < 1000:
+        return "n<1K"
+    for power, (low, high) in enumerate(zip(bounds, bounds[1:]), start=3):
+        if num_rows < 10 ** (power + 1):
+            return f"{low}<n<{high}"
+    raise ValueError(f"{num_rows} rows: more than the size categories defined here (up to 1M)")
+
+
 def render_card(name: str, infos: dict, tables: dict):
     """The ``huggingface_hub.DatasetCard`` of dataset ``name`` from its builders' infos and rows."""
     from datasets.info import DatasetInfosDict
@@ -107,7 +123,7 @@ def render_card(name: str, infos: dict, tables: dict):
         license=default_info.license,
         language=["en"],
         task_categories=["multiple-choice", "question-answering"],
-        size_categories=["n<1K" if len(tables["default"]) < 1000 else "1K<n<10K"],
+        size_categories=[_size_category(max(len(rows) for rows in tables.values()))],
         tags=["distributional-alignment", "steerability", "survey", "opinions"],
         configs=[
             {
@@ -140,7 +156,10 @@ def build_folders(source=None, out: str | Path = DEFAULT_OUT, datasets=DATASETS,
             target = folder / config_dir(config) / DATA_FILE
             target.parent.mkdir(parents=True, exist_ok=True)
             dataset.to_parquet(str(target))
-            infos[config] = dataset.info
+            info = copy.deepcopy(dataset.info)
+            # What a Hub user downloads is the Parquet file (the builder itself downloaded nothing).
+            info.download_size = target.stat().st_size
+            infos[config] = info
             tables[config] = dataset.to_list()
         render_card(name, infos, tables).save(str(folder / CARD_FILE))
         folders[name] = folder

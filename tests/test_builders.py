@@ -147,6 +147,25 @@ def test_builder_rejects_an_option_outside_the_survey(tmp_path):
         load_rows("opinionqa_subset", resolve_source(root, manifest=manifest))
 
 
+def test_a_key_listed_twice_in_info_csv_is_matched_by_text(tmp_path):
+    root = tmp_path / "tree"
+    write_upstream(root)
+    info = root / "opinions_qa/data/human_resp/Pew_American_Trends_Panel_disagreement_500/info.csv"
+    # A second T1 entry with another text and other options comes first: the text decides.
+    lines = info.read_text().splitlines()
+    lines.insert(1, '99,T1,Another T1?,"[\'No\', \'Yes\', \'Refused\']","[1.0, 2.0]",W1')
+    info.write_text("\n".join(lines) + "\n")
+    manifest = tmp_path / "m.json"
+    write_manifest(root, None, out=manifest)
+    rows = _by_id(load_rows("opinionqa_subset", resolve_source(root, manifest=manifest)))
+    assert rows["T1/Democrat"]["options"] == YES_NO
+    info.write_text(info.read_text().replace("Do you agree with T1?", "Reworded T1?"))
+    manifest = tmp_path / "m2.json"  # a new manifest path: rows are cached per (source, manifest path)
+    write_manifest(root, None, out=manifest)
+    with pytest.raises(ValueError, match=r"question 'T1': listed more than once .* 0 of the entries"):
+        load_rows("opinionqa_subset", resolve_source(root, manifest=manifest))
+
+
 def test_validate_row_names_row_and_problem(fixture_source):
     good = load_rows("opinionqa_subset", fixture_source)[0]
     validate_row(good, "opinionqa_subset")
@@ -253,3 +272,125 @@ def test_mirror_annotations(mirror_source):
     ratings = load_rows("nyt_books", mirror_source, config="annotations")
     assert len(ratings) == 9048
     assert sorted({r["annotator"] for r in ratings}) == list(range(1, 336))
+    # Per (book, group, rating) the config counts exactly what the individual file holds.
+    individual = json.loads((Path(mirror_source) / "nytimes/individual_annotations/NYTIMES_proportions_ID.json").read_text())
+    expected = Counter((_sha_id("nyt", key), group, label) for key, entry in individual.items()
+                       for group in ("Democrat", "Republican", "Male", "Female") for label in entry[group].values())
+    assert Counter((r["question_id"], group, r["rating"]) for r in ratings for group in r["groups"]) == expected
+    assert all(r["rating"] == NYT_LIKERT[r["rating_index"]] for r in ratings)
+
+
+def _survey_options(root: Path) -> dict[tuple[str, str], list[str]]:
+    """(key, question text) -> the options in survey order, read from the 500-question info.csv."""
+    with (root / OQA_POOL / "info.csv").open(newline="") as handle:
+        return {(line["key"], line["question"]): ast.literal_eval(line["references"]) for line in csv.DictReader(handle)}
+
+
+@pytest.mark.mirror
+def test_mirror_references_match_the_upstream_files(mirror_rows, mirror_source):
+    """Every row's options, counts, distribution and paper_options, recomputed from the raw files."""
+    root = Path(mirror_source)
+    survey = _survey_options(root)
+    subset_dir = "opinions_qa/data/human_resp/Pew_American_Trends_Panel_disagreement_100/"
+    subset = {a: json.loads((root / f"{subset_dir}{a}_data.json").read_text()) for a in ("POLPARTY", "SEX", "RACE")}
+    rows = _by_id(mirror_rows["opinionqa_subset"])
+    expected_ids = set()
+    for attribute, questions in subset.items():
+        for question_id, entry in questions.items():
+            options = survey[(question_id, entry["question_text"])]
+            for group, counts in entry.items():
+                if group in ("MC_options", "question_text") or not counts or group not in {
+                        "Democrat", "Republican", "Male", "Female", "Black", "White"}:
+                    continue
+                row = rows[f"{question_id}/{group}"]
+                expected_ids.add(row["id"])
+                assert (row["question"], row["group_attribute"], row["options"]) == (
+                    entry["question_text"], attribute, options)
+                assert row["paper_options"] == list(counts)  # the group dict's own (alphabetical) order
+                assert row["counts"] == [counts.get(option, 0.0) for option in options]
+                total = sum(counts.values())
+                assert row["respondents"] == pytest.approx(total)
+                assert row["distribution"] == pytest.approx([counts.get(o, 0.0) / total for o in options], abs=1e-7)
+    assert expected_ids == set(rows)
+    # A comma inside an option text stays one option; "Refused" keeps its place at the end.
+    assert rows["GOVPRIORITYc_W54/Republican"]["options"] == [
+        "A top priority", "Important, but lower priority", "Not too important", "Should not be done", "Refused"]
+    assert rows["GOVPRIORITYc_W54/Republican"]["counts"] == [241.0, 719.0, 556.0, 251.0, 19.0]
+
+    questions = json.loads((root / "Global_Values/data/data.json").read_text())
+    rows = _by_id(mirror_rows["global_opinionqa_contentious"])
+    expected_ids = set()
+    for text, entry in questions.items():
+        options = ast.literal_eval(entry["MC_options"])
+        for position, country in enumerate(entry["countries"]):
+            row = rows[f"{_sha_id('gv', text)}/{country}"]
+            expected_ids.add(row["id"])
+            assert (row["question"], row["options"], row["paper_options"]) == (text, options, options)
+            assert row["group_position"] == position
+            stored = entry[country]
+            assert row["distribution"] == pytest.approx([p / sum(stored) for p in stored], abs=1e-7)
+    assert expected_ids == set(rows)
+
+    books = json.loads((root / "nytimes/data.json").read_text())
+    rows = mirror_rows["nyt_books"]
+    assert {row["id"] for row in rows} == {f"{_sha_id('nyt', key)}/{group}" for key in books
+                                          for group in ("Democrat", "Republican", "Male", "Female")}
+    keys = {_sha_id("nyt", key): key for key in books}
+    for row in rows:
+        book = books[keys[row["question_id"]]]
+        assert row["options"] == NYT_LIKERT == book["MC_options"]
+        assert row["counts"] == [book[row["group"]].get(option, 0) for option in NYT_LIKERT]
+        assert (row["genre"], row["summary"]) == (book["genre"], book["summary"])
+
+
+def _most_distinct(target: tuple[list, list], candidates: list[tuple[str, list, list]]) -> list[str]:
+    """The few-shot rule written out on its own: the 5 largest distances, rank breaking ties."""
+    def distance(options, probs):
+        if len(options) != len(target[0]):
+            return 1.0
+        ours, theirs = dict(zip(*target)), dict(zip(options, probs))
+        return round(sum(abs(ours.get(o, 0.0) - theirs.get(o, 0.0)) for o in set(ours) | set(theirs)) / 2, 9)
+
+    ranked = sorted(range(len(candidates)), key=lambda i: (-distance(*candidates[i][1:]), i))
+    return [candidates[i][0] for i in sorted(ranked[:5])]
+
+
+@pytest.mark.mirror
+def test_mirror_few_shot_follow_the_rule(mirror_rows, mirror_source):
+    """Recompute every row's neighbours from the raw files (float64, as the builders see them)."""
+    root = Path(mirror_source)
+    survey = _survey_options(root)
+    pool = {a: json.loads((root / f"{OQA_POOL}{a}_data.json").read_text()) for a in ("POLPARTY", "SEX", "RACE")}
+    for row in mirror_rows["opinionqa_subset"]:
+        candidates = []
+        for question_id in row["similar_question_ids"]:
+            entry = pool[row["group_attribute"]].get(question_id, {})
+            counts = entry.get(row["group"]) or {}
+            if counts:
+                options = survey[(question_id, entry["question_text"])]
+                total = math.fsum(counts.values())
+                candidates.append((question_id, options, [counts.get(o, 0.0) / total for o in options]))
+        target = (row["options"], [c / math.fsum(row["counts"]) for c in row["counts"]])
+        assert [n["question_id"] for n in row["few_shot"]] == _most_distinct(target, candidates), row["id"]
+
+    questions = json.loads((root / "Global_Values/data/data.json").read_text())
+    similarity = json.loads((root / "Global_Values/data/question_similarity.json").read_text())
+    texts = {_sha_id("gv", text): text for text in questions}
+    for row in mirror_rows["global_opinionqa_contentious"]:
+        text = texts[row["question_id"]]
+        stored = questions[text][row["group"]]
+        candidates = [(_sha_id("gv", other), list(v[0]), [p / math.fsum(v[0].values()) for p in v[0].values()])
+                      for other, v in similarity[text][row["group"]].items() if other != text]
+        target = (row["options"], [p / math.fsum(stored) for p in stored])
+        assert [n["question_id"] for n in row["few_shot"]] == _most_distinct(target, candidates), row["id"]
+
+    books = json.loads((root / "nytimes/data.json").read_text())
+    keys = {_sha_id("nyt", key): key for key in books}
+    for row in mirror_rows["nyt_books"]:
+        candidates = []
+        for question_id in row["similar_question_ids"]:
+            counts = books[keys[question_id]][row["group"]]
+            total = math.fsum(counts.values())
+            candidates.append((question_id, NYT_LIKERT, [counts.get(o, 0) / total for o in NYT_LIKERT]))
+        target = (row["options"], [c / math.fsum(row["counts"]) for c in row["counts"]])
+        assert [n["question_id"] for n in row["few_shot"]] == _most_distinct(target, candidates), row["id"]

@@ -75,6 +75,10 @@ def test_card_yaml_comes_from_builder_info(built, fixture_source):
     assert infos["default"]["splits"][0]["num_examples"] == 28
     assert infos["annotations"]["splits"][0]["num_examples"] == 4
     assert [f["name"] for f in infos["annotations"]["features"]][:5] == ["id", "question_id", "title", "author", "annotator"]
+    for config, folder in (("default", "data"), ("annotations", "annotations")):
+        parquet = built / "nyt_books" / folder / hub.DATA_FILE
+        assert infos[config]["download_size"] == parquet.stat().st_size > 0
+    assert meta["size_categories"] == ["n<1K"]
     gv = _front_matter(built / "global_opinionqa_contentious" / "README.md")
     assert gv["license"] == "cc-by-nc-sa-4.0" and gv["dataset_info"]["splits"][0]["num_examples"] == 4
 
@@ -228,6 +232,8 @@ def test_mirror_build_via_cli(mirror_source, tmp_path, capsys):
     nyt_card = (out / "nyt_books" / "README.md").read_text()
     assert "14 (book, group) cells (7 Male, 7 Republican)" in nyt_card and "hold 335" in nyt_card
     assert "**FEM2_W29 / Male**" in (out / "opinionqa_subset" / "README.md").read_text()
+    # The largest config (9,048 ratings) sets the size category.
+    assert _front_matter(out / "nyt_books" / "README.md")["size_categories"] == ["1K<n<10K"]
 
 
 def test_build_without_any_source_fails_with_one_clear_line(tmp_path, monkeypatch, capsys):
