@@ -4,9 +4,10 @@
   logits only (``logits_to_keep=1``), log-softmax over the whole vocabulary, then
   the option-letter tokens are read off. Which letter token is the answer depends
   on how the prompt ends: after whitespace (a chat template's generation prompt
-  ends with a newline) the bare letter ``"A"``, otherwise ``" A"``; the other
-  variant is used when the preferred one is not a single token. The parser
-  records the covered probability mass. No ``generate()``.
+  ends with a newline) the bare letter ``"A"``, otherwise ``" A"``, as the
+  tokenizer splits it in context (:func:`letter_token_ids`); the other variant
+  is used when the preferred one is not a single token. The parser records the
+  covered probability mass. No ``generate()``.
 * ``sequence`` and ``verbalize``: ``generate()`` at temperature 1 with a
   sampler whose uniforms come from a generator seeded per prompt
   (:func:`~distalign_data.model_runners.base.sample_seed`), so a prompt's sample
@@ -47,20 +48,32 @@ def letter_token_ids(tokenizer: Any, prompt_text: str, letters: Any) -> list[int
     """The token id that answers with each letter right after ``prompt_text``.
 
     After whitespace the answer is the bare letter ("A"); otherwise a letter
-    with a leading space (" A"). Falls back to the other variant when the
-    preferred one is not a single token; ValueError when neither is.
+    with a leading space (" A"). The token is read off the tokenizer's own split
+    of the prompt's last character followed by the answer, because SentencePiece
+    tokenizers (Llama-2, Mistral) put a word-start marker on a letter encoded on
+    its own: ``encode("A")`` gives "▁A", yet after a newline the text "A" is the
+    bare "A" token. When that split does not end in one token of its own (the
+    letter merges with the character before it), the answer encoded alone is
+    used; the other variant is the fallback. ValueError when none is one token.
     """
-    ends_with_space = prompt_text[-1:].isspace()
+    tail = prompt_text[-1:]
+    before = tokenizer.encode(tail, add_special_tokens=False) if tail else []
+
+    def in_context(answer: str) -> int | None:
+        encoded = tokenizer.encode(tail + answer, add_special_tokens=False)
+        return encoded[-1] if len(encoded) == len(before) + 1 and encoded[:-1] == before else None
+
+    def alone(answer: str) -> int | None:
+        encoded = tokenizer.encode(answer, add_special_tokens=False)
+        return encoded[0] if len(encoded) == 1 else None
+
     ids = []
     for letter in letters:
-        variants = (letter, " " + letter) if ends_with_space else (" " + letter, letter)
-        for variant in variants:
-            encoded = tokenizer.encode(variant, add_special_tokens=False)
-            if len(encoded) == 1:
-                ids.append(encoded[0])
-                break
-        else:
+        variants = (letter, " " + letter) if tail.isspace() else (" " + letter, letter)
+        found = next((i for v in variants for i in (in_context(v), alone(v)) if i is not None), None)
+        if found is None:
             raise ValueError(f"the tokenizer has no single token for the option letter {letter!r} (nor {' ' + letter!r})")
+        ids.append(found)
     return ids
 
 

@@ -83,6 +83,35 @@ def test_letter_token_follows_how_the_prompt_ends(tiny_model_dir):
     assert tokenizer.encode(chat + "B", add_special_tokens=False)[-1] == ids_with_space[1]
 
 
+def sentencepiece_style_tokenizer():
+    """A Llama-2/Mistral-style tokenizer: a word-start marker "▁" is put before the text, so encode("A") is "▁A"."""
+    import string
+
+    import tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<unk>", *string.ascii_letters, *string.digits, *string.punctuation, "\n", "▁", "▁A", "▁B"]
+    model = tokenizers.models.BPE(
+        vocab={piece: i for i, piece in enumerate(pieces)}, merges=[("▁", "A"), ("▁", "B")], unk_token="<unk>"
+    )
+    spm = tokenizers.Tokenizer(model)
+    spm.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    spm.decoder = tokenizers.decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    return PreTrainedTokenizerFast(tokenizer_object=spm, unk_token="<unk>")
+
+
+def test_letter_token_for_a_sentencepiece_style_tokenizer():
+    tokenizer = sentencepiece_style_tokenizer()
+    pieces = lambda ids: tokenizer.convert_ids_to_tokens(ids)  # noqa: E731
+    assert pieces(tokenizer.encode("A", add_special_tokens=False)) == ["▁A"]  # the trap: the letter alone gets the marker
+    for prompt, expected in (("<|assistant|>\n", ["A", "B"]), ("[/INST]", ["▁A", "▁B"]), ("Answer:", ["▁A", "▁B"])):
+        ids = letter_token_ids(tokenizer, prompt, "AB")
+        assert pieces(ids) == expected, prompt
+        # Independently: the tokenizer's own split of the prompt followed by the answer ends with the chosen tokens.
+        answer = "" if prompt.endswith("\n") else " "
+        assert [tokenizer.encode(prompt + answer + letter, add_special_tokens=False)[-1] for letter in "AB"] == ids
+
+
 def test_chat_template_without_a_system_turn_gets_it_in_the_user_turn(tmp_path):
     from transformers import AutoTokenizer
 
