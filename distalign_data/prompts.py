@@ -36,7 +36,7 @@ from distalign_data.names import EXPRESSION_METHODS
 from distalign_data.names import STEERING_METHODS
 from distalign_data.parsing import option_letters
 
-TEMPLATE_VERSION = "distalign-prompts-1"
+TEMPLATE_VERSION = "distalign-prompts-2"
 # The sequence method asks for this many sampled answers (the paper's protocol).
 SEQUENCE_LENGTH = 30
 
@@ -62,8 +62,7 @@ _METHOD_TASK = {
     "verbalize": (
         "Estimate what share of {people} would pick each option. Reply with only a JSON object that maps "
         'each option letter to a whole-number percentage, for example {{"A": 25, "B": 75}}; the '
-        "percentages add up to 100. Give your own estimate for this question rather than repeating any "
-        "numbers shown above."
+        "percentages add up to 100."
     ),
 }
 
@@ -91,7 +90,18 @@ def group_phrase(group_attribute: str, group: str) -> str:
 
 
 def _percentages(distribution: Sequence[float]) -> list[int]:
-    return [int(round(100 * float(p))) for p in distribution]
+    """Whole percentages that add up to 100 (largest remainders round up), as the verbalize prompt asks of answers.
+
+    >>> _percentages([1 / 3, 1 / 3, 1 / 3]), _percentages([0.874, 0.113, 0.013, 0.0])
+    ([34, 33, 33], [88, 11, 1, 0])
+    """
+    total = sum(float(p) for p in distribution)
+    exact = [100 * float(p) / total for p in distribution]
+    whole = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (whole[i] - exact[i], i))
+    for i in by_remainder[: 100 - sum(whole)]:
+        whole[i] += 1
+    return whole
 
 
 def _subject_block(item: Mapping[str, Any], dataset: str) -> str:
@@ -131,6 +141,11 @@ def _few_shot_blocks(row: Mapping[str, Any], method: str, seed: int) -> str:
                 f"row {row.get('id')!r}: few_shot neighbour {neighbour.get('question_id')!r} has "
                 f"{len(neighbour['distribution'])} probabilities for {len(neighbour['options'])} options"
             )
+        if not sum(float(p) for p in neighbour["distribution"]) > 0 or min(neighbour["distribution"]) < 0:
+            raise ValueError(
+                f"row {row.get('id')!r}: few_shot neighbour {neighbour.get('question_id')!r} has a distribution "
+                f"that is not a probability distribution: {list(neighbour['distribution'])}"
+            )
         rng = random.Random(f"{seed}\x1f{row['id']}\x1f{neighbour.get('question_id')}\x1f{method}")
         letters = option_letters(neighbour["options"])
         shares = ", ".join(f"{l}: {p}%" for l, p in zip(letters, _percentages(neighbour["distribution"])))
@@ -147,7 +162,7 @@ def _user_message(row: Mapping[str, Any], method: str, steering: str, seed: int)
         who, people, who_plural = "you", "people", "people in general"
     else:
         people = group_phrase(row["group_attribute"], row["group"])
-        who, who_plural = f"one of {people}", people
+        who, who_plural = f"one of the {people}", people
     task = _METHOD_TASK[method].format(who=who, people=people, who_plural=who_plural, count=SEQUENCE_LENGTH)
     parts = []
     if steering == "none":
@@ -164,6 +179,8 @@ def _user_message(row: Mapping[str, Any], method: str, steering: str, seed: int)
         parts.append("Now the question to answer.")
     parts.append(_subject_block(row, row["dataset"]))
     parts.append(task)
+    if steering == "few_shot" and method == "verbalize":
+        parts.append("Give your own estimate for this question rather than repeating the percentages of the examples.")
     return "\n\n".join(parts)
 
 

@@ -108,3 +108,35 @@ def test_bad_rows_are_refused_with_the_row_named(row):
     broken = [dict(n, distribution=[1.0]) for n in row["few_shot"]]
     with pytest.raises(ValueError, match=r"neighbour 'n20' has 1 probabilities for 2 options"):
         render_prompt(dict(row, few_shot=broken), "sequence", "few_shot", seed=0)
+
+
+def test_few_shot_percentages_are_whole_and_add_up_to_100(row):
+    thirds = dict(row, few_shot=[dict(n, options=["x", "y", "z"], distribution=[1 / 3] * 3) for n in row["few_shot"]])
+    skewed = dict(row, few_shot=[dict(n, options=["x", "y", "z", "w"], distribution=[0.874, 0.113, 0.013, 0.0]) for n in row["few_shot"]])
+    # Rounding each share alone would show 33/33/33 and 87/11/1/0 (99%); the largest remainders take the missing point.
+    for steered, shares, answer in (
+        (thirds, "A: 34%, B: 33%, C: 33%", '{"A": 34, "B": 33, "C": 33}'),
+        (skewed, "A: 88%, B: 11%, C: 1%, D: 0%", '{"A": 88, "B": 11, "C": 1, "D": 0}'),
+    ):
+        prompt = render_prompt(steered, "verbalize", "few_shot", seed=0)
+        assert user(prompt).count(f"How the group actually answered: {shares}\n") == 5
+        assert example_answers(prompt) == [answer] * 5
+
+
+def test_only_few_shot_verbalize_warns_against_copying_the_examples(row):
+    warning = "rather than repeating the percentages of the examples"
+    for method in METHODS:
+        for steering in ("none", "persona", "few_shot"):
+            text = user(render_prompt(row, method, steering, seed=0))
+            assert (warning in text) == (method == "verbalize" and steering == "few_shot"), (method, steering)
+
+
+def test_persona_log_prob_prompt_names_one_member_of_the_group(row):
+    text = user(render_prompt(row, "logprobs", "persona", seed=0))
+    assert "the option one of the Democrats in the United States would most likely pick" in text
+
+
+def test_neighbour_without_a_distribution_is_refused(row):
+    empty = [dict(n, distribution=[0.0] * len(n["options"])) for n in row["few_shot"]]
+    with pytest.raises(ValueError, match=r"row 'q2/Democrat': few_shot neighbour 'n20' has a distribution that is not"):
+        render_prompt(dict(row, few_shot=empty), "verbalize", "few_shot", seed=0)
