@@ -536,7 +536,8 @@ _SHARED_TEXT = {
     "humans_vs_models": ("Table 2 shape: humans and models on OpinionQA + NYT Books",
                          "Persona + few-shot, the two datasets weighted ½ each, 95% bootstrap CI. Lower is better."),
     "parse_failures": ("Parse failures: share of records whose output could not be parsed",
-                       "Per model × method over every dataset and steering, 95% bootstrap CI. Lower is better."),
+                       "Fraction of records, per model × method × steering over every dataset, 95% bootstrap CI. "
+                       "Lower is better."),
 }
 
 

@@ -343,28 +343,29 @@ def dataset_tables(frame, *, protocol: str, seed: int = DEFAULT_SEED, table: str
 
 
 def parse_failure_table(frame, *, table: str = "parse_failures", seed: int = DEFAULT_SEED) -> list[dict[str, Any]]:
-    """Share of records whose parse failed, per model and method over every dataset and steering (lower is better).
+    """Share of records whose parse failed (a fraction), per model, method and steering over every dataset (lower is better).
 
-    ``protocol`` is ``corrected``: only the package's re-parse has a status.
+    One row per steering method, so ``steering`` is always a single steering
+    name. ``protocol`` is ``corrected``: only the package's re-parse has a status.
     """
     from distalign_data.statistics import bootstrap_mean_ci
 
     out = []
-    for (model, method), group in frame.groupby(["model", "method"], sort=True):
+    for (model, method, steering), group in frame.groupby(["model", "method", "steering"], sort=True):
         failed = (group["parse_status"] == "failed").to_numpy(dtype=float)
         result = bootstrap_mean_ci(failed, protocol="corrected", seed=seed)
-        out.append(_row(table, set(group["dataset"]), set(group["steering"]), model, method, "corrected", result))
-    return sorted(out, key=lambda r: (-r["mean"], r["model"], r["method"]))
+        out.append(_row(table, set(group["dataset"]), {steering}, model, method, "corrected", result))
+    return sorted(out, key=lambda r: (-r["mean"], r["model"], r["method"], r["steering"]))
 
 
 def format_rows(rows: list[dict[str, Any]], *, percent: bool = False) -> str:
-    """Plain-text table of table rows (model, method, datasets, mean ± half-width, n)."""
+    """Plain-text table of table rows (model, method, datasets, steering, mean ± half-width, n)."""
     scale, unit = (100.0, "%") if percent else (1.0, "")
-    lines = [f"{'model':<22} {'method':<28} {'dataset':<18} {'mean':>9} {'±':>7} {'n':>6}"]
+    lines = [f"{'model':<22} {'method':<28} {'dataset':<18} {'steering':<17} {'mean':>9} {'±':>7} {'n':>6}"]
     for row in rows:
         half = (row["ci_high"] - row["ci_low"]) / 2
-        lines.append(f"{row['model']:<22} {row['method']:<28} {row['dataset']:<18} {row['mean'] * scale:>8.3f}{unit} "
-                     f"{half * scale:>7.3f} {row['n']:>6}")
+        lines.append(f"{row['model']:<22} {row['method']:<28} {row['dataset']:<18} {row['steering']:<17} "
+                     f"{row['mean'] * scale:>8.3f}{unit} {half * scale:>7.3f} {row['n']:>6}")
     return "\n".join(lines)
 
 

@@ -115,8 +115,21 @@ def test_mirror_reproduce_acceptance(paper_run, mirror_source):
     assert humans["mean"] == pytest.approx(0.2466, abs=0.002) and humans["flag"]
     # The no-steering OpinionQA value the stored (prompt-aligned) vectors give (protocol 8.1).
     assert by_key[("paper", "10", "opinionqa", "none", "gpt-4", "verbalize")]["mean"] == pytest.approx(0.197, abs=0.003)
-    failures = by_key[("corrected", "parse_failures", "all", "none+persona+few_shot", "llama3-70b", "sequence")]
-    assert 0.04 < failures["mean"] < 0.08
+    # Llama's sequence answers that stop after "Here are 30 ..." (287 of 5,217, spread over the steerings).
+    failures = [r for r in rows if r["table"] == "parse_failures" and r["model"] == "llama3-70b"
+                and r["method"] == "sequence"]
+    assert sorted(r["steering"] for r in failures) == ["few_shot", "none", "persona"]
+    assert sum(r["mean"] * r["n"] for r in failures) / sum(r["n"] for r in failures) == pytest.approx(0.055, abs=0.01)
+    # The --json row shape of issue 4: the labels come from these sets only.
+    model_methods = {"logprobs", "temperature_scaled_logprobs", "sequence", "verbalize"}
+    for row in rows:
+        assert row["dataset"] in {"opinionqa", "nytimes", "globalvalues", "all", "opinionqa+nytimes"}, row
+        assert row["steering"] in {"none", "persona", "few_shot", "persona+few_shot"}, row
+        assert row["protocol"] in {"paper", "corrected"}, row
+        assert row["method"] in ({"uniform", "majority", "discretization"} if row["model"] == "baseline"
+                                 else model_methods), row
+    assert {r["model"] for r in rows} == {"anthropic_haiku", "anthropic_opus", "gpt-3.5-turbo-0125", "gpt-4",
+                                          "llama3-70b", "baseline", "humans"}
     # Held-out temperature scaling, side by side with the oracle fit.
     heldout = {r["model"]: r["mean"] for r in rows if r["table"] == "1a_heldout_ts"}
     assert set(heldout) == {"gpt-3.5-turbo-0125", "gpt-4", "llama3-70b"}

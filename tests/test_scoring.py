@@ -144,9 +144,11 @@ def test_dataset_tables_and_parse_failures():
     tables = {(r["steering"]): r["mean"] for r in scoring.dataset_tables(frame, protocol="corrected")}
     assert tables == {"none": pytest.approx(0.2), "persona": pytest.approx(0.4), "few_shot": pytest.approx(0.6),
                       "persona+few_shot": pytest.approx(0.5)}
-    (failures,) = scoring.parse_failure_table(frame)
-    assert failures["mean"] == pytest.approx(0.25) and failures["n"] == 4
-    assert failures["steering"] == "none+persona+few_shot"
+    failures = {r["steering"]: r for r in scoring.parse_failure_table(frame)}
+    # One row per steering: the persona records are 1 failed (the NaN) out of 2.
+    assert {s: (r["mean"], r["n"]) for s, r in failures.items()} == {
+        "persona": (pytest.approx(0.5), 2), "none": (0.0, 1), "few_shot": (0.0, 1)}
+    assert [r["steering"] for r in scoring.parse_failure_table(frame)][0] == "persona"
 
 
 def test_corrected_baselines_by_hand(fixture_records):
