@@ -316,6 +316,9 @@ def test_mirror_references_match_the_upstream_files(mirror_rows, mirror_source):
     assert rows["GOVPRIORITYc_W54/Republican"]["options"] == [
         "A top priority", "Important, but lower priority", "Not too important", "Should not be done", "Refused"]
     assert rows["GOVPRIORITYc_W54/Republican"]["counts"] == [241.0, 719.0, 556.0, 251.0, 19.0]
+    # The card's numbers for IDIMPORT_W43 (asked about the respondent's own race).
+    assert rows["IDIMPORT_W43/Black"]["question"].startswith("How important is being Asian")
+    assert [round(rows[f"IDIMPORT_W43/{g}"]["distribution"][0], 2) for g in ("Black", "White")] == [0.58, 0.05]
 
     questions = json.loads((root / "Global_Values/data/data.json").read_text())
     rows = _by_id(mirror_rows["global_opinionqa_contentious"])
