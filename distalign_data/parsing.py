@@ -129,14 +129,17 @@ def parse_sequence(text: str, options: Sequence[str]) -> Parsed:
     pieces = _pieces(body, letters)
     tokens = [text for text, _ in pieces]
     is_vote = [vote for _, vote in pieces]
-    # The longest contiguous block of letter tokens (by letters) is the answer;
-    # letters inside surrounding prose ("a Democrat") are not votes.
-    best, start, best_span = 0, None, (0, 0)
+    # The contiguous block of letter tokens with the most option letters (then
+    # the most letters) is the answer; letters inside surrounding prose ("a
+    # Democrat") are not votes, and a pronoun "I" does not outrank the "B" of
+    # "I would say B".
+    best, start, best_span = (0, 0), None, (0, 0)
     for i, vote in enumerate(is_vote + [False]):
         if vote and start is None:
             start = i
         elif not vote and start is not None:
-            size = sum(len(t) for t in tokens[start:i])
+            chars = "".join(tokens[start:i])
+            size = (sum(c in letters for c in chars.upper()), len(chars))
             if size > best:
                 best, best_span = size, (start, i)
             start = None

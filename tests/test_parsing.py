@@ -53,6 +53,8 @@ SEQUENCE_CASES = [
     ("MajorMinorMa", THREE, None, "failed", {}),
     # an underscore inside the run separates letters: A 3, B 2
     ("ABBA_A", TWO, [0.6, 0.4], "ok", {}),
+    # a pronoun before the answer: the block with option letters wins, not the first one
+    ("I would say B", THREE, [0.0, 1.0, 0.0], "repaired", {"n_letters": 1, "invalid_letters": {}}),
 ]
 
 
