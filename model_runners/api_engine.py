@@ -285,7 +285,12 @@ def load_prices(prices: Mapping[str, Sequence[float]] | str | os.PathLike | None
     if prices is None:
         return table
     if not isinstance(prices, Mapping):
-        prices = json.loads(Path(prices).read_text(encoding="utf-8"))
+        try:
+            prices = json.loads(Path(prices).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"prices file {str(prices)!r} is not a readable JSON file: {error}") from None
+        if not isinstance(prices, Mapping):
+            raise ValueError(f"prices file: expected a JSON object of model -> [input, output], got {type(prices).__name__}")
     for model, pair in prices.items():
         if len(pair) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in pair):
             raise ValueError(f"prices[{model!r}] must be [input, output] USD per million tokens, got {pair!r}")
@@ -335,7 +340,8 @@ class ApiBackend:
         self.price = load_prices(prices).get(model)
         if budget is not None and self.price is None:
             raise ValueError(f"{spec}: a budget needs the price of model {model!r}, which is not in the price table; "
-                             "pass prices={model: [input, output]} in USD per million tokens")
+                             "give its price: prices={model: [input, output]} in USD per million tokens "
+                             "(distalign run --prices FILE, a JSON file of that mapping)")
         self._secrets: tuple[str, ...] = ()
         self._totals = {"requests_sent": 0, "retries": 0, "failed_requests": 0, "responses_without_usage": 0}
         self._cost = 0.0

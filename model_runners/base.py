@@ -37,6 +37,10 @@ from distalign_data.records import RunRecord
 from distalign_data.records import record_key
 from distalign_data.records import row_identity
 
+# A running invocation rewrites the manifest (usage so far) at most this often, so a
+# killed run loses at most this much of its usage record.
+MANIFEST_FLUSH_S = 10.0
+
 # Model spec prefix -> the backend module (imported lazily: each pulls heavy libraries).
 BACKEND_MODULES = {
     "hf": "distalign_data.model_runners.hf",
@@ -301,6 +305,16 @@ def run(
         backend.plan(list(every.values()))
 
     summary = RunSummary(len(jobs), len(jobs) - len(pending), len(sharing), 0, 0, 0, 0, {})
+    # Usage of earlier invocations on this run directory; this one's is added to it.
+    usage_before = dict(store.manifest().get("usage", {}))
+    started = time.perf_counter()
+    last_flush = started
+
+    def write_manifest() -> None:
+        if is_main:
+            _write_manifest(store, backend, rows, summary, usage_before, methods=methods, steerings=steerings,
+                            seed=seed, limit=limit, run_s=time.perf_counter() - started)
+
     bar = tqdm(total=len(pending), desc=f"run {backend.spec}", unit="record", disable=not (progress and is_main))
 
     def write(key: str, raw: RawOutput) -> None:
@@ -310,12 +324,16 @@ def run(
         bar.update(len(records))
 
     def on_output(job: Job, prompt: Any, raw: RawOutput) -> None:
+        nonlocal last_flush
         key = response_key(backend, job, prompt)
         summary.generated += 1
         _add_usage(summary.usage, raw.usage)
         if raw.error is None:
             cache.put(key, {"text": raw.text, "top_logprobs": raw.top_logprobs, "usage": raw.usage})
         write(key, raw)
+        if time.perf_counter() - last_flush > MANIFEST_FLUSH_S:
+            last_flush = time.perf_counter()
+            write_manifest()
 
     work = []
     for key, members in sharing.items():
@@ -327,7 +345,6 @@ def run(
             top = hit["top_logprobs"]
             write(key, RawOutput(hit["text"], None if top is None else [tuple(p) for p in top], hit["usage"], cached=True))
 
-    started = time.perf_counter()
     try:
         if work:
             backend.generate(work, on_output)
@@ -336,17 +353,17 @@ def run(
         # used and how the backend was set up still reach the manifest.
         bar.close()
         cache.close()
-        if is_main:
-            _write_manifest(store, backend, rows, summary, methods=methods, steerings=steerings, seed=seed,
-                            limit=limit, run_s=time.perf_counter() - started)
+        write_manifest()
     return summary
 
 
-def _write_manifest(store, backend, rows, summary, *, methods, steerings, seed, limit, run_s) -> None:
-    """Merge this invocation's facts into the run manifest; usage adds up over resumed invocations."""
+def _write_manifest(store, backend, rows, summary, usage_before, *, methods, steerings, seed, limit, run_s) -> None:
+    """Merge this invocation's facts into the run manifest; usage is ``usage_before`` plus this invocation's."""
     from distalign_data.prompts import TEMPLATE_VERSION
+    from distalign_data.sources import UPSTREAM_COMMIT
+    from distalign_data.sources import UPSTREAM_REPOSITORY
 
-    usage = dict(store.manifest().get("usage", {}))
+    usage = dict(usage_before)
     _add_usage(usage, summary.usage)
     describe = getattr(backend, "describe", None)
     store.update_manifest(
@@ -362,6 +379,7 @@ def _write_manifest(store, backend, rows, summary, *, methods, steerings, seed, 
             "package_version": __version__,
             "template_version": TEMPLATE_VERSION,
             "datasets": _dataset_fingerprints(rows),
+            "upstream": {"repository": UPSTREAM_REPOSITORY, "commit": UPSTREAM_COMMIT},
             "usage": usage,
             "last_run_s": round(run_s, 3),
         }
@@ -374,7 +392,7 @@ def _write_manifest(store, backend, rows, summary, *, methods, steerings, seed, 
 # Options forwarded to get_backend when given (each backend takes the ones it knows).
 _BACKEND_OPTIONS = (
     "batch_size", "dtype", "device", "device_map", "max_new_tokens",
-    "concurrency", "rpm", "tpm", "max_attempts", "timeout", "max_requests", "budget", "api_key_env",
+    "concurrency", "rpm", "tpm", "max_attempts", "timeout", "max_requests", "budget", "api_key_env", "prices",
 )  # fmt: skip
 
 
@@ -412,6 +430,7 @@ def register_cli(subparsers: Any) -> None:
     api.add_argument("--timeout", type=float, default=None, help="seconds per request")
     api.add_argument("--max-requests", type=int, default=None, help="stop after this many requests")
     api.add_argument("--budget", type=float, default=None, help="stop before spending more than this (USD)")
+    api.add_argument("--prices", default=None, help='JSON file of model prices, {"<model>": [input, output]} in USD per million tokens')
     api.add_argument("--api-key-env", default=None, help="name of the environment variable holding the API key")
     parser.set_defaults(func=_run_command)
 

@@ -135,6 +135,8 @@ class HFBackend:
             raise ValueError(f"model spec {spec!r} is not hf:<path-or-hub-id>")
         self.spec = spec
         self.path = spec[len(PREFIX) :]
+        if self.path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(self.path)):
+            raise ValueError(f"model spec {spec!r}: no model folder at {self.path!r}")
         if batch_size in (None, "auto"):
             self.batch_size = None
         elif str(batch_size).isdigit() and int(batch_size) >= 1:
@@ -368,6 +370,20 @@ class HFBackend:
         return outputs
 
 
+# The options of ``get_backend`` a local model takes.
+HF_OPTIONS = frozenset({"batch_size", "dtype", "device_map", "device", "max_new_tokens"})
+
+
 def create_backend(spec: str, **options: Any) -> HFBackend:
-    """The backend for ``hf:<path-or-hub-id>`` (options: batch_size, dtype, device_map, device, max_new_tokens)."""
-    return HFBackend(spec, **options)
+    """The backend for ``hf:<path-or-hub-id>``; ValueError naming any option a local model does not take.
+
+    >>> create_backend("hf:some/model", concurrency=4, batch_size=None)
+    Traceback (most recent call last):
+    ...
+    ValueError: hf:some/model: option(s) concurrency do not apply to local models; they take batch_size, device, device_map, dtype, max_new_tokens
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    unknown = sorted(set(given) - HF_OPTIONS)
+    if unknown:
+        raise ValueError(f"{spec}: option(s) {', '.join(unknown)} do not apply to local models; they take {', '.join(sorted(HF_OPTIONS))}")
+    return HFBackend(spec, **given)

@@ -530,3 +530,15 @@ def test_distalign_run_forwards_the_api_options(tmp_path, fake_key, openai_serve
     assert len(RecordStore(tmp_path / "limited").records()) == 1
     # The manifest is written even though the limit stopped the run.
     assert RecordStore(tmp_path / "limited").manifest()["backend_info"]["engine"]["concurrency"] == 1
+    # A budget for a model without a built-in price takes the price from --prices.
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"m": [2.0, 4.0]}))
+    capsys.readouterr()
+    assert cli.main(argv("budget", "--budget", "1")) == 1
+    assert "--prices FILE" in capsys.readouterr().err
+    assert cli.main(argv("priced", "--budget", "1", "--prices", str(prices))) == 0
+    info = RecordStore(tmp_path / "priced").manifest()["backend_info"]
+    assert (info["price_usd_per_mtok"], info["engine"]["budget"]) == ([2.0, 4.0], 1.0)
+    prices.write_text("[1, 2]")
+    assert cli.main(argv("badprices", "--budget", "1", "--prices", str(prices))) == 1
+    assert "prices file: expected a JSON object" in capsys.readouterr().err

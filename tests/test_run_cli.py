@@ -11,6 +11,7 @@ from distalign_data.model_runners import base
 from distalign_data.model_runners.base import Capabilities
 from distalign_data.model_runners.base import RawOutput
 from distalign_data.records import RecordStore
+from distalign_data.sources import UPSTREAM_COMMIT
 from tests.tiny_model_helpers import toy_rows
 
 
@@ -153,3 +154,36 @@ def test_usage_totals_accumulate_over_resumed_runs(tmp_path):
         base.run(EchoBackend("echo:x"), rows[: 2 * count], methods=["sequence"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
     # 2 prompts, then the 2 new ones of the second question: 4 requests of 2 tokens.
     assert RecordStore(tmp_path).manifest()["usage"] == {"tokens": 8}
+
+
+class DyingBackend(EchoBackend):
+    """Answers half the prompts, then looks at the run directory as a SIGKILL would leave it (no ``finally``)."""
+
+    def generate(self, work, on_output):
+        super().generate(work[: len(work) // 2], on_output)
+        self.manifest_mid_run = RecordStore(self.run_dir).manifest()
+        raise KeyboardInterrupt
+
+
+def test_usage_reaches_the_manifest_during_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(base, "MANIFEST_FLUSH_S", 0.0)
+    backend = DyingBackend("echo:x")
+    backend.run_dir = tmp_path
+    with pytest.raises(KeyboardInterrupt):
+        base.run(backend, toy_rows(2), methods=["sequence"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
+    # 4 persona prompts, half answered at 2 tokens each, already in the manifest before the run ended.
+    assert backend.manifest_mid_run["usage"] == {"tokens": 4}
+    assert backend.manifest_mid_run["upstream"]["commit"] == UPSTREAM_COMMIT
+    # The resumed run adds its own usage once, not the flushed usage twice.
+    base.run(EchoBackend("echo:x"), toy_rows(2), methods=["sequence"], steerings=["persona"], run_dir=tmp_path, seed=0, progress=False)
+    assert RecordStore(tmp_path).manifest()["usage"] == {"tokens": 8}
+
+
+def test_options_a_local_model_does_not_take_are_refused_in_one_line(tmp_path, capsys):
+    argv = ["run", "--model", f"hf:{tmp_path}", "--datasets", "nyt_books", "--out", str(tmp_path / "run"), "--concurrency", "4"]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("option(s) concurrency do not apply to local models; "
+                                                                     "they take batch_size, device, device_map, dtype, max_new_tokens")
+    argv = ["run", "--model", f"hf:{tmp_path}/missing", "--datasets", "nyt_books", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 1
+    assert f"no model folder at '{tmp_path}/missing'" in capsys.readouterr().err
