@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -204,3 +205,42 @@ def test_mirror_temperature_refit_avoids_the_nan_artefact(paper_run):
     assert taus[("gpt-3.5-turbo-0125", "opinionqa_subset", "persona")] == pytest.approx(2.31, abs=0.01)
     assert taus[("llama3-70b", "global_opinionqa_contentious", "persona")] == pytest.approx(6.94, abs=0.01)
     assert not any(math.isclose(t, 3.8197, abs_tol=1e-3) for t in taus.values())
+
+
+@pytest.mark.mirror
+def test_mirror_no_steering_letters_mean_the_democrat_order(paper_run, mirror_source):
+    """Protocol section 2: the no-steering OpinionQA prompt listed the Democrat dict's options, for every group.
+
+    Checked against the upstream files read here directly (not through the
+    importer): a group's record maps letter i to the Democrat dict's i-th key,
+    and the corrected TV, aligned by option text, equals the one worked out from
+    the raw response and the group's own counts.
+    """
+    import json
+
+    from distalign_data.scoring import score_records
+
+    store, rows = paper_run
+    folder = mirror_source / "opinions_qa/data/human_resp/Pew_American_Trends_Panel_disagreement_100"
+    data = {name: json.loads((folder / f"{name}_data.json").read_text()) for name in ("POLPARTY", "SEX")}
+    cases = (("RACESURV40_W43", "Republican", "POLPARTY"), ("GAP21Q33_g_W82", "Republican", "POLPARTY"),
+             ("GUNRESPNOKIDSC_W26", "Male", "SEX"))
+    wanted = {f"{q}/{g}" for q, g, _ in cases}
+    records = {r.row_id: r for r in store.records()
+               if r.model == "gpt-4" and r.method == "verbalize" and r.steering == "none" and r.row_id in wanted}
+    scores = score_records(list(records.values()), rows, "corrected").set_index("row_id")["tv"]
+    for question, group, attribute in cases:
+        record = records[f"{question}/{group}"]
+        democrat_order = list(data["POLPARTY"][question]["Democrat"])
+        assert record.options == democrat_order
+        # The response is a dict letter -> 'NN%'; read it here with a plain regex.
+        stated = {letter: int(value) / 100 for letter, value in re.findall(r"'([A-Z])': '(\d+)%'", record.raw_response)}
+        predicted = {democrat_order[ord(letter) - ord("A")]: p for letter, p in stated.items()}
+        counts = data[attribute][question][group]
+        total = sum(counts.values())
+        options = set(predicted) | set(counts)
+        expected = 0.5 * sum(abs(predicted.get(o, 0.0) / sum(predicted.values()) - counts.get(o, 0.0) / total)
+                             for o in options)
+        assert scores[f"{question}/{group}"] == pytest.approx(expected, abs=1e-6)
+    # The hand-checked value of one of them (RACESURV40_W43 / Republican, worked out in the review).
+    assert scores["RACESURV40_W43/Republican"] == pytest.approx(0.2483, abs=1e-4)
