@@ -438,6 +438,9 @@ def register_cli(subparsers: Any) -> None:
 def _run_command(args: Any) -> int:
     from distalign_data.benchmarks import load_rows
 
+    # Bad methods, steerings or limit are refused before a (possibly large) model is loaded.
+    plan_jobs([], args.methods, args.steering, args.model, args.seed)
+    _limit_per_dataset([], args.limit)
     rows = [row for name in args.datasets for row in load_rows(name, source=args.source)]
     options = {name: getattr(args, name) for name in _BACKEND_OPTIONS if getattr(args, name) is not None}
     backend = get_backend(args.model, **options)

@@ -96,6 +96,13 @@ def test_unknown_method_is_refused(echo, tmp_path, capsys):
     argv = ["run", "--model", "echo:x", "--datasets", "nyt_books", "--methods", "logprob", "--out", str(tmp_path)]
     assert cli.main(argv) == 1
     assert "unknown expression method 'logprob'" in capsys.readouterr().err
+    # Refused before the backend (a model that may take minutes to load) is made.
+    assert echo == []
+    assert cli.main(argv[:5] + ["--steering", "task1", "--out", str(tmp_path)]) == 1
+    assert "unknown steering method 'task1'" in capsys.readouterr().err
+    assert cli.main(argv[:5] + ["--limit", "0", "--out", str(tmp_path)]) == 1
+    assert "limit must be at least 1, got 0" in capsys.readouterr().err
+    assert echo == []
 
 
 @pytest.mark.mirror
