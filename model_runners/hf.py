@@ -187,8 +187,13 @@ class HFBackend:
         }
 
     def describe(self) -> dict:
+        import torch
+        import transformers
+
         config = self.model.config
         return {
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
             "model_path": self.path,
             "model_revision": getattr(config, "_commit_hash", None),
             "model_type": getattr(config, "model_type", None),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -323,19 +322,24 @@ def test_resume_after_a_partly_written_batch_recomputes_it_in_the_same_batch(tin
     assert comparable(tmp_path / "part") == whole
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate launcher not installed")
 def test_two_process_accelerate_launch_gives_the_same_records(tiny_model_dir, tmp_path, script):
     rows = toy_rows(2)
     rows_file = tmp_path / "rows.json"
     rows_file.write_text(json.dumps(rows))
     run_tiny(tiny_model_dir, tmp_path / "one", rows, batch_size=2)
     launch = [
-        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        # The launcher of this interpreter's accelerate (never skipped for want of an "accelerate" on PATH).
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         str(script), str(tiny_model_dir), str(rows_file), str(tmp_path / "two"), "2", str(MAX_NEW_TOKENS),
         ",".join(METHODS), ",".join(STEERINGS),
     ]  # fmt: skip
     result = subprocess.run(launch, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert RecordStore(tmp_path / "two").manifest()["backend_info"]["num_processes"] == 2
+    info = RecordStore(tmp_path / "two").manifest()["backend_info"]
+    assert info["num_processes"] == 2
+    import torch
+    import transformers
+
+    assert (info["torch_version"], info["transformers_version"]) == (torch.__version__, transformers.__version__)
     assert comparable(tmp_path / "two") == comparable(tmp_path / "one")
