@@ -280,6 +280,11 @@ class HFBackend:
         for job, prompt in work:
             text = self.prompt_string(prompt)
             kind = "logprobs" if job.method == "logprobs" else "generate"
+            if kind == "logprobs":
+                try:
+                    self._answer_ids(text, prompt.letters)  # a tokenizer without letter tokens fails before any work
+                except ValueError as error:
+                    raise ValueError(f"row {job.row['id']!r}: {error}") from None
             items.append({"job": job, "prompt": prompt, "kind": kind, "text": text, "ids": self._encode(text)})
         items.sort(key=lambda it: (it["kind"], -len(it["ids"]), it["prompt"].sha256))
         batches: list[list[dict]] = []

@@ -343,3 +343,15 @@ def test_two_process_accelerate_launch_gives_the_same_records(tiny_model_dir, tm
 
     assert (info["torch_version"], info["transformers_version"]) == (torch.__version__, transformers.__version__)
     assert comparable(tmp_path / "two") == comparable(tmp_path / "one")
+
+
+def test_a_tokenizer_without_letter_tokens_is_refused_before_any_work(tiny_model_dir, tmp_path, monkeypatch):
+    from distalign_data.model_runners import hf
+
+    def no_letters(tokenizer, prompt_text, letters):
+        raise ValueError("the tokenizer has no single token for the option letter 'A' (nor ' A')")
+
+    monkeypatch.setattr(hf, "letter_token_ids", no_letters)
+    with pytest.raises(ValueError, match=r"row 'q0/Democrat': the tokenizer has no single token for the option letter 'A'"):
+        run_tiny(tiny_model_dir, tmp_path, toy_rows(1), methods=["sequence", "logprobs"], steerings=["persona"])
+    assert RecordStore(tmp_path).records() == []
