@@ -307,12 +307,13 @@ def run(
     summary = RunSummary(len(jobs), len(jobs) - len(pending), len(sharing), 0, 0, 0, 0, {})
     # Usage of earlier invocations on this run directory; this one's is added to it.
     usage_before = dict(store.manifest().get("usage", {}))
+    datasets = _dataset_fingerprints(rows)
     started = time.perf_counter()
     last_flush = started
 
     def write_manifest() -> None:
         if is_main:
-            _write_manifest(store, backend, rows, summary, usage_before, methods=methods, steerings=steerings,
+            _write_manifest(store, backend, datasets, summary, usage_before, methods=methods, steerings=steerings,
                             seed=seed, limit=limit, run_s=time.perf_counter() - started)
 
     bar = tqdm(total=len(pending), desc=f"run {backend.spec}", unit="record", disable=not (progress and is_main))
@@ -357,7 +358,7 @@ def run(
     return summary
 
 
-def _write_manifest(store, backend, rows, summary, usage_before, *, methods, steerings, seed, limit, run_s) -> None:
+def _write_manifest(store, backend, datasets, summary, usage_before, *, methods, steerings, seed, limit, run_s) -> None:
     """Merge this invocation's facts into the run manifest; usage is ``usage_before`` plus this invocation's."""
     from distalign_data.prompts import TEMPLATE_VERSION
     from distalign_data.sources import UPSTREAM_COMMIT
@@ -378,7 +379,7 @@ def _write_manifest(store, backend, rows, summary, usage_before, *, methods, ste
             "limit": limit,
             "package_version": __version__,
             "template_version": TEMPLATE_VERSION,
-            "datasets": _dataset_fingerprints(rows),
+            "datasets": datasets,
             "upstream": {"repository": UPSTREAM_REPOSITORY, "commit": UPSTREAM_COMMIT},
             "usage": usage,
             "last_run_s": round(run_s, 3),

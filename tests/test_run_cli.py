@@ -194,3 +194,21 @@ def test_options_a_local_model_does_not_take_are_refused_in_one_line(tmp_path, c
     argv = ["run", "--model", f"hf:{tmp_path}/missing", "--datasets", "nyt_books", "--out", str(tmp_path / "run")]
     assert cli.main(argv) == 1
     assert f"no model folder at '{tmp_path}/missing'" in capsys.readouterr().err
+
+
+def test_manifest_names_the_data_a_run_used(tmp_path):
+    def manifest(rows, out):
+        base.run(EchoBackend("echo:x"), rows, methods=["sequence"], steerings=["persona"], run_dir=tmp_path / out, seed=0,
+                 limit=3, progress=False)
+        return RecordStore(tmp_path / out).manifest()
+
+    rows = toy_rows(2) + toy_rows(1, dataset="nyt_books")
+    first = manifest(rows, "a")
+    assert {name: entry["rows"] for name, entry in first["datasets"].items()} == {"opinionqa_subset": 3, "nyt_books": 2}
+    assert first["limit"] == 3 and first["template_version"] == "distalign-prompts-2"
+    # A changed reference distribution is a different data revision; a row beyond the limit is not part of the run.
+    changed = [dict(r, distribution=[0.9, 0.1]) if r["id"] == "q0/Democrat" else r for r in rows]
+    beyond = rows[:3] + [dict(rows[3], question="another text")] + rows[4:]  # the 4th opinionqa row
+    hashes = {name: manifest(variant, name)["datasets"]["opinionqa_subset"]["rows_sha256"] for name, variant in (("c", changed), ("b", beyond))}
+    assert hashes["c"] != first["datasets"]["opinionqa_subset"]["rows_sha256"]
+    assert hashes["b"] == first["datasets"]["opinionqa_subset"]["rows_sha256"]
