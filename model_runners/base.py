@@ -275,7 +275,9 @@ def run(
 
     ``limit`` keeps the first N rows of each dataset. Records are appended as
     outputs arrive, so a killed run resumes where it stopped; responses already
-    in the cache are not requested again.
+    in the cache are not requested again. The manifest is written at the end
+    (also when the backend raises) and every :data:`MANIFEST_FLUSH_S` seconds
+    while outputs arrive.
     """
     from tqdm.auto import tqdm
 

@@ -267,6 +267,41 @@ def test_killed_runs_resume_to_the_uninterrupted_result_without_asking_twice(tmp
     assert {r.key: r.comparable() for r in interrupted} == uninterrupted
 
 
+def test_the_cache_key_follows_every_part_of_the_request(monkeypatch):
+    """Two requests share a response cache key exactly when they would send the same thing to the same server."""
+    from distalign_data.model_runners import cache
+    from distalign_data.model_runners import openai_api
+
+    monkeypatch.setenv(KEY_VARIABLE, FAKE_KEY)
+    parts_seen = []
+    real_cache_key = cache.cache_key
+    monkeypatch.setattr(cache, "cache_key", lambda **parts: parts_seen.append(parts) or real_cache_key(**parts))
+    rows = make_rows(2) + [dict(make_rows(1)[0], group="Female", id="q0/Female")]  # a no-steering prompt shared by two rows
+    sent = []  # (response cache key, (server, request body))
+    for url, model, max_tokens, temperature, top in (
+        ("http://127.0.0.1:9/v1", "m", 400, 1.0, 20),
+        ("http://127.0.0.1:9/v1", "m2", 400, 1.0, 20),  # another model
+        ("http://127.0.0.1:8/v1", "m", 400, 1.0, 20),  # another server
+        ("http://127.0.0.1:9/v1", "m", 300, 1.0, 20),  # max_tokens
+        ("http://127.0.0.1:9/v1", "m", 400, 0.7, 20),  # temperature
+        ("http://127.0.0.1:9/v1", "m", 400, 1.0, 10),  # top_logprobs
+    ):
+        monkeypatch.setattr(openai_api, "MAX_TOKENS", max_tokens)
+        monkeypatch.setattr(openai_api, "TEMPERATURE", temperature)
+        monkeypatch.setattr(openai_api, "MAX_TOP_LOGPROBS", top)
+        backend = base.get_backend(f"openai-compatible:{url}#{model}", api_key_env=KEY_VARIABLE)
+        for seed in (0, 1):
+            for job in base.plan_jobs(rows, ["sequence", "logprobs"], ["none", "persona"], backend.spec, seed):
+                prompt = render_prompt(job.row, job.method, job.steering, seed=job.seed)
+                sent.append((base.response_key(backend, job, prompt), (url, servers.fingerprint(backend.build_request(job, prompt)))))
+    keys, requests = {k for k, _ in sent}, {r for _, r in sent}
+    assert len(keys) == len(requests) == len(set(sent))  # one key per distinct request, and back
+    # Repeats: per configuration and seed, q0's two groups share 2 no-steering prompts (6 * 2 * 2); max_tokens does
+    # not change a log-prob request (always 1) nor top_logprobs a sequence one: 5 distinct prompts each, per seed.
+    assert len(sent) - len(requests) == 6 * 2 * 2 + 5 * 2 + 5 * 2
+    assert len(parts_seen) == len(sent) and all(FAKE_KEY not in json.dumps(parts) for parts in parts_seen)
+
+
 # ---------------------------------------------------------------------------
 # secrets
 
