@@ -359,13 +359,16 @@ def parse_failure_table(frame, *, table: str = "parse_failures", seed: int = DEF
 
 
 def format_rows(rows: list[dict[str, Any]], *, percent: bool = False) -> str:
-    """Plain-text table of table rows (model, method, datasets, steering, mean ± half-width, n)."""
+    """Plain-text table of table rows (model, method, datasets, steering, mean ± half-width, n), columns as wide as their text."""
     scale, unit = (100.0, "%") if percent else (1.0, "")
-    lines = [f"{'model':<22} {'method':<28} {'dataset':<18} {'steering':<17} {'mean':>9} {'±':>7} {'n':>6}"]
+    text_columns = ("model", "method", "dataset", "steering")
+    widths = {c: max([len(c)] + [len(str(row[c])) for row in rows]) for c in text_columns}
+    header = " ".join(f"{c:<{widths[c]}}" for c in text_columns)
+    lines = [f"{header} {'mean':>9} {'±':>7} {'n':>6}"]
     for row in rows:
         half = (row["ci_high"] - row["ci_low"]) / 2
-        lines.append(f"{row['model']:<22} {row['method']:<28} {row['dataset']:<18} {row['steering']:<17} "
-                     f"{row['mean'] * scale:>8.3f}{unit} {half * scale:>7.3f} {row['n']:>6}")
+        labels = " ".join(f"{str(row[c]):<{widths[c]}}" for c in text_columns)
+        lines.append(f"{labels} {row['mean'] * scale:>8.3f}{unit} {half * scale:>7.3f} {row['n']:>6}")
     return "\n".join(lines)
 
 
