@@ -54,8 +54,7 @@ NO_STEERING_PROMPT_GROUP = "Democrat"
 IMPORT_BACKEND = "paper-import"
 # What the paper's runs used (protocol section 3); no seeds were set upstream.
 PAPER_SAMPLING = {"temperature": 1.0, "n_samples": 1, "top_logprobs": 20}
-# The held-out temperature fit: folds by question, seeded.
-TS_FOLDS = 5
+# The held-out temperature fit's fold seed (its folds are by question).
 TS_SEED = 0
 
 
@@ -206,69 +205,59 @@ def records_from_file(file: ResultFile, entries: dict[str, Any], index: RowIndex
     return records
 
 
-def refit_temperature(records: list[RunRecord], indexes: dict[str, RowIndex], *, n_folds: int = TS_FOLDS,
+def refit_temperature(records: list[RunRecord], indexes: dict[str, RowIndex], *, n_folds: int | None = None,
                       seed: int = TS_SEED) -> list[RunRecord]:
     """Give each temperature-scaled record the package's own fit instead of the upstream's rescaled vector.
 
     Per (model, dataset, steering), as the paper did, one oracle τ is fitted on
     the re-parsed log-prob records against their rows' references
-    (:func:`~distalign_data.temperature.fit_temperature`, NaN-safe: failed
-    parses are excluded, never turned into τ = 3.8197). The record's
-    ``distribution`` is the log-prob re-parse scaled with it; ``extra`` records
-    τ, its bounds, and the held-out variant (k-fold by question, seeded):
-    ``heldout_tau`` and ``heldout_distribution``. The upstream's stored rescaled
-    vector stays in ``extra["paper_distribution"]`` for the ``paper`` protocol.
+    (:func:`~distalign_data.temperature.fit_cell_temperatures`, the fits the
+    report's temperature table shows; NaN-safe: failed parses are excluded,
+    never turned into τ = 3.8197). The record's ``distribution`` is the
+    log-prob re-parse scaled with it; ``extra`` records τ, its bounds, and the
+    held-out variant (``n_folds`` folds by question, default
+    :data:`~distalign_data.temperature.HELDOUT_FOLDS`, seeded):
+    ``heldout_tau`` and ``heldout_distribution``. The upstream's stored
+    rescaled vector stays in ``extra["paper_distribution"]`` for the ``paper``
+    protocol.
     """
     from distalign_data.distributions import align
-    from distalign_data.temperature import apply_temperature, fit_temperature, fit_temperature_kfold
+    from distalign_data.temperature import HELDOUT_FOLDS, apply_temperature, fit_cell_temperatures
 
-    cells: dict[tuple[str, str, str], list[RunRecord]] = {}
-    scaled_records: dict[tuple[str, str, str, str], int] = {}
-    for position, record in enumerate(records):
-        cell = (record.model, record.dataset, record.steering)
-        if record.method == "logprobs":
-            cells.setdefault(cell, []).append(record)
-        elif record.method == "temperature_scaled_logprobs":
-            scaled_records[cell + (record.row_id,)] = position
+    n_folds = HELDOUT_FOLDS if n_folds is None else n_folds
+    scaled_records = {(r.model, r.dataset, r.steering, r.row_id): position
+                      for position, r in enumerate(records) if r.method == "temperature_scaled_logprobs"}
+    # Only cells with a temperature-scaled record to fill need a fit.
+    wanted = {key[:3] for key in scaled_records}
+    logprob_records = [r for r in records if r.method == "logprobs" and (r.model, r.dataset, r.steering) in wanted]
+    rows = {dataset: list(index.by_id.values()) for dataset, index in indexes.items()}
+    fits = fit_cell_temperatures(logprob_records, rows, protocol="corrected", n_folds=n_folds, seed=seed)
     out = list(records)
-    for cell, logprob_records in cells.items():
-        targets = [scaled_records.get(cell + (r.row_id,)) for r in logprob_records]
-        if all(t is None for t in targets):
-            continue
-        rows = [indexes[cell[1]].by_id[r.row_id] for r in logprob_records]
-        y_true = [row["distribution"] for row in rows]
-        y_pred = [
-            align(r.options, r.distribution, row["options"]) if r.distribution is not None else [0.0] * len(row["options"])
-            for r, row in zip(logprob_records, rows)
-        ]
-        oracle = fit_temperature(y_true, y_pred, atol=1e-5)
-        questions = [row["question_id"] for row in rows]
-        # A held-out fit needs at least one question per fold.
-        heldout = None
-        if len(set(questions)) >= n_folds:
-            heldout = fit_temperature_kfold(y_true, y_pred, n_folds=n_folds, seed=seed, atol=1e-5, groups=questions)
-        excluded = set(oracle.excluded_rows)
-        for i, (target, row) in enumerate(zip(targets, rows)):
+    for cell, fit in fits.items():
+        oracle, heldout, usable = fit.oracle, fit.heldout, set(fit.usable)
+        for i, source in enumerate(fit.records):
+            target = scaled_records.get(cell + (source.row_id,))
             if target is None:
                 continue
             record = out[target]
-            extra = {**record.extra, "tau": oracle.tau, "tau_bounds": list(oracle.bounds),
-                     "tau_at_bound": oracle.at_bound, "tau_seed": seed, "tau_folds": n_folds,
-                     "heldout_tau": None, "heldout_distribution": None}
-            if i in excluded:
+            extra = {**record.extra, "tau": None if oracle is None else oracle.tau,
+                     "tau_bounds": None if oracle is None else list(oracle.bounds),
+                     "tau_at_bound": None if oracle is None else oracle.at_bound, "tau_seed": seed,
+                     "tau_folds": n_folds, "heldout_tau": None, "heldout_distribution": None}
+            if i not in usable:
                 out[target] = dataclasses.replace(
                     record, distribution=None, parse_status="failed",
                     parse_reason="log-prob parse failed: nothing to scale", extra=extra)
                 continue
-            scaled = apply_temperature([y_pred[i]], oracle.tau)[0]
+            row_options = indexes[cell[1]].by_id[source.row_id]["options"]
+            scaled = apply_temperature([fit.predictions[i]], oracle.tau)[0]
             if heldout is not None:
                 extra["heldout_tau"] = float(heldout.tau_of_row[i])
-                extra["heldout_distribution"] = align(row["options"], heldout.scaled[i], record.options,
+                extra["heldout_distribution"] = align(row_options, heldout.scaled[i], record.options,
                                                       drop_extra=True).tolist()
-            source = logprob_records[i]
             out[target] = dataclasses.replace(
                 record,
-                distribution=align(row["options"], scaled, record.options, drop_extra=True).tolist(),
+                distribution=align(row_options, scaled, record.options, drop_extra=True).tolist(),
                 parse_status=source.parse_status, parse_reason=source.parse_reason,
                 parse_details=dict(source.parse_details), extra=extra)
     return out

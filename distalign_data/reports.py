@@ -35,6 +35,8 @@ from distalign_data.names import STEERING_METHODS
 from distalign_data.records import RecordStore
 from distalign_data.records import RunRecord
 from distalign_data.statistics import DEFAULT_RESAMPLES
+from distalign_data.temperature import HELDOUT_FOLDS
+from distalign_data.temperature import REFERENCE_ATOL
 
 # Steering methods the headline tables pool (the paper's Table 1a pool).
 STEERED = ("persona", "few_shot")
@@ -281,52 +283,14 @@ def _marginal_rows(model: str, method: str, source: str, group: str, options: Se
     ]
 
 
-# Held-out temperature scaling: folds over questions (all groups of a question in one fold).
-HELD_OUT_FOLDS = 5
 CALIBRATION_BINS = 10
-# The paper's stored GlobalOpinionQA references are rounded to 3 decimals (sums 0.998-1.002).
-REFERENCE_ATOL = 0.01
 
 
-def logprob_pairs(records: Iterable[RunRecord], rows: Sequence[Mapping[str, Any]], *, protocol: str) -> dict[tuple, dict[str, list]]:
-    """Per model × dataset × steering: the log-prob predictions, references and question ids, as ``protocol`` scores them.
-
-    The (reference, prediction) pair of a record is the one the score table
-    uses (:mod:`distalign_data.scoring`). Under ``corrected`` a failed parse
-    is an all-NaN prediction, which the fits exclude and count; under
-    ``paper`` a pair the protocol drops, or whose reference is not a
-    distribution (the OpinionQA no-steering letter bug), is left out.
-    """
-    import numpy as np
-
-    from distalign_data.scoring import rows_by_id
-    from distalign_data.scoring import scored_pair
-
-    index = rows_by_id(rows)
-    cells: dict[tuple, dict[str, list]] = {}
-    for record in records:
-        row = index.get((record.dataset, record.row_id))
-        if record.method != "logprobs" or row is None:
-            continue
-        pair = scored_pair(record, row, protocol)
-        if pair is None and protocol == "corrected":
-            pair = (row["distribution"], np.full(len(row["options"]), np.nan))
-        if pair is None:
-            continue
-        reference, prediction = np.asarray(pair[0], dtype=float), np.asarray(pair[1], dtype=float)
-        if abs(reference.sum() - 1) > REFERENCE_ATOL:
-            continue
-        cell = cells.setdefault((record.model, record.dataset, record.steering), {"pred": [], "ref": [], "question": []})
-        cell["pred"].append(prediction)
-        cell["ref"].append(reference)
-        cell["question"].append(record.question_id)
-    return cells
-
-
-def temperature_table(cells: Mapping[tuple, Mapping[str, list]], *, protocol: str, seed: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, list]]]:
+def temperature_table(cells: Mapping[tuple, Any], *, protocol: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, list]]]:
     """Fitted τ per model × dataset × steering: the paper's oracle fit and the held-out k-fold fit.
 
-    Returns the table rows and, per model, the pooled (reference, raw,
+    ``cells`` are :func:`distalign_data.temperature.fit_cell_temperatures`'s
+    fits. Returns the table rows and, per model, the pooled (reference, raw,
     oracle-scaled, held-out-scaled) predictions for the calibration figure.
     ``tv_*`` are mean TVs on the usable rows (lower is better); ``ece_*`` the
     expected calibration error (lower is better).
@@ -337,29 +301,23 @@ def temperature_table(cells: Mapping[tuple, Mapping[str, list]], *, protocol: st
     from distalign_data.temperature import PAPER_BOUNDS
     from distalign_data.temperature import apply_temperature
     from distalign_data.temperature import expected_calibration_error
-    from distalign_data.temperature import fit_temperature
-    from distalign_data.temperature import fit_temperature_kfold
 
     out = []
     pooled: dict[str, dict[str, list]] = {}
     for (model, dataset, steering), cell in sorted(cells.items()):
-        usable = [i for i, p in enumerate(cell["pred"]) if np.isfinite(p).all() and p.sum() > 0]
         row = {"table": "temperature", "model": model, "dataset": dataset, "steering": steering, "protocol": protocol,
-               "n_rows": len(cell["pred"]), "n_usable": len(usable)}
-        if not usable:
+               "n_rows": len(cell.predictions), "n_usable": len(cell.usable)}
+        oracle, held = cell.oracle, cell.heldout
+        if oracle is None:
             out.append(row)
             continue
-        oracle = fit_temperature(cell["ref"], cell["pred"], atol=REFERENCE_ATOL)
-        refs = [cell["ref"][i] for i in usable]
-        raw = [cell["pred"][i] / cell["pred"][i].sum() for i in usable]
+        refs = [cell.references[i] for i in cell.usable]
+        raw = [cell.predictions[i] / cell.predictions[i].sum() for i in cell.usable]
         scaled = apply_temperature(raw, oracle.tau)
         row.update(tau_oracle=oracle.tau, oracle_at_bound=oracle.at_bound, bounds=f"({PAPER_BOUNDS[0]:g}, {PAPER_BOUNDS[1]:g})",
                    tv_raw=float(np.mean(total_variation(refs, raw, atol=REFERENCE_ATOL))), tv_oracle=float(np.mean(total_variation(refs, scaled, atol=REFERENCE_ATOL))))
-        held = None
-        if len(set(cell["question"][i] for i in usable)) >= HELD_OUT_FOLDS:
-            held = fit_temperature_kfold(cell["ref"], cell["pred"], n_folds=HELD_OUT_FOLDS, seed=seed,
-                                         groups=cell["question"], atol=REFERENCE_ATOL)
-            held_scaled = [held.scaled[i] for i in usable]
+        if held is not None:
+            held_scaled = [held.scaled[i] for i in cell.usable]
             row.update(tau_heldout_mean=float(np.mean(held.taus)), tau_heldout_min=float(min(held.taus)),
                        tau_heldout_max=float(max(held.taus)), n_folds=held.n_folds, fold_seed=held.seed,
                        tv_heldout=float(np.mean(total_variation(refs, held_scaled, atol=REFERENCE_ATOL))))
@@ -404,7 +362,7 @@ _TABLE_TEXT = {
                     "(excluded from every mean). follow_rate = ok / n, usable_rate = (ok + repaired) / n; higher is better."),
     "temperature": ("Temperature scaling of log-prob distributions: fitted τ per model × dataset × steering",
                     "Oracle: one τ fitted on the test labels themselves (the paper's protocol, an upper bound). Held-out: "
-                    f"{HELD_OUT_FOLDS}-fold over questions, each question scaled with the τ of the other folds (mean, min and "
+                    f"{HELDOUT_FOLDS}-fold over questions, each question scaled with the τ of the other folds (mean, min and "
                     "max of the fold τ). τ searched by bounded Brent search in the bounds shown; oracle_at_bound flags a τ "
                     "at a bound. tv_* mean TV (raw = log-probs renormalised over the options), ece_* expected calibration "
                     "error (10 bins); lower is better."),
@@ -561,11 +519,12 @@ def _benchmark_tables(bench, rows, out: Path, *, protocol: str, seed: int):
     """The shared tables (from scoring), the report's own tables, and the benchmark figures."""
     from distalign_data import scoring
     from distalign_data.plots import METHOD_LABELS
+    from distalign_data.temperature import fit_cell_temperatures
 
     frame = scoring.score_records(bench, rows, protocol)
     shared, by_dataset_steering = _shared_tables(bench, rows, protocol=protocol, seed=seed)
-    cells = logprob_pairs(bench, rows, protocol=protocol)
-    temperature_rows, pooled = temperature_table(cells, protocol=protocol, seed=seed)
+    cells = fit_cell_temperatures(bench, rows, protocol=protocol, seed=seed)
+    temperature_rows, pooled = temperature_table(cells, protocol=protocol)
     own = [
         _table("per_group", per_group_table(frame, protocol=protocol, seed=seed)),
         _table("follow_rate", follow_rate_table(bench)),

@@ -40,7 +40,8 @@ TABLE_TITLES = {
     "parse_failures": "Parse failures of the package's re-parse (percent of records, lower is better)",
 }
 # Files whose code decides what an import holds: a change invalidates the cached import.
-_IMPORT_CODE = ("parsing.py", "paper_import.py", "human_baseline.py", "records.py", "temperature.py")
+_IMPORT_CODE = ("parsing.py", "paper_import.py", "human_baseline.py", "records.py", "temperature.py",
+                "scoring.py", "distributions.py", "schema.py", "names.py")
 _READY = "reproduce-complete"
 _STEERING_ORDER = {label: i for i, label in enumerate((*STEERING_METHODS, HEADLINE))}
 

@@ -34,6 +34,14 @@ from distalign_data.distributions import DEFAULT_ATOL, PaddedRows, as_padded, ch
 
 PAPER_BOUNDS = (0.0, 10.0)
 DEFAULT_XATOL = 1e-5  # scipy's default, which the paper kept
+# Held-out fits from run records: folds over questions, so no row is scaled with a τ fitted on its own question.
+HELDOUT_FOLDS = 5
+# How far from 1 a reference may sum when τ is fitted from run records. The paper's stored
+# GlobalOpinionQA references are rounded to 3 decimals and sum to 0.998-1.002, so the ``paper``
+# protocol needs at least 0.002; 0.01 admits them and still leaves out a stored reference that is
+# not a distribution at all (the OpinionQA no-steering letter bug). The ``corrected`` references
+# are the rows' own, checked to 1e-6 when the rows were built, so the looser check hides nothing there.
+REFERENCE_ATOL = 0.01
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,26 @@ class HeldOutTemperatureFit:
     bounds: tuple[float, float]
     n_excluded: int
     excluded_rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CellTemperature:
+    """The τ fits of one (model, dataset, steering) cell of log-prob records, and the pairs behind them.
+
+    ``records[i]`` gave the pair (``references[i]``, ``predictions[i]``), both on
+    the option order the protocol scores in, and asked ``questions[i]``.
+    ``usable`` lists the rows the fits used (the others hold a failed parse);
+    ``oracle`` is None when no row is usable, ``heldout`` when fewer than
+    ``n_folds`` questions have a usable row.
+    """
+
+    records: tuple
+    references: list
+    predictions: list
+    questions: list
+    usable: tuple[int, ...]
+    oracle: TemperatureFit | None
+    heldout: HeldOutTemperatureFit | None
 
 
 @dataclass(frozen=True)
@@ -118,6 +146,12 @@ def apply_temperature(probs, tau: float):
     return PaddedRows(values=scaled, lengths=padded.lengths).to_list()
 
 
+def _scalable(values: np.ndarray) -> np.ndarray:
+    """Which padded prediction rows can be temperature-scaled: finite, with positive mass."""
+    finite = np.isfinite(values).all(axis=1)
+    return finite & (np.where(finite[:, None], values, 0.0).sum(axis=1) > 0)
+
+
 def _usable_pairs(y_true, y_pred, atol: float) -> tuple[PaddedRows, PaddedRows, np.ndarray]:
     """Validated references, predictions with NaN zeroed, and which predictions can be scaled."""
     true = as_padded(y_true, name="y_true", atol=atol)
@@ -128,7 +162,7 @@ def _usable_pairs(y_true, y_pred, atol: float) -> tuple[PaddedRows, PaddedRows, 
     negative = np.flatnonzero((clean < 0).any(axis=1))
     if len(negative):
         raise ValueError(f"y_pred row {negative[0]}: has a negative entry ({clean[negative[0]].min()})")
-    usable = finite & (clean.sum(axis=1) > 0)
+    usable = _scalable(pred.values)
     if not usable.any():
         raise ValueError("y_pred: every row is all zero or holds NaN; no temperature can be fitted")
     return true, PaddedRows(values=clean, lengths=pred.lengths), usable
@@ -296,3 +330,62 @@ def expected_calibration_error(y_true, y_pred, *, n_bins: int = 10, normalize: b
         mean_reference=mean_reference,
         n_points=int(counts.sum()),
     )
+
+
+def fit_cell_temperatures(records, rows, *, protocol: str, n_folds: int = HELDOUT_FOLDS,
+                          seed: int = 0) -> dict[tuple[str, str, str], CellTemperature]:
+    """The oracle and held-out τ of every (model, dataset, steering) cell of ``records``' log-prob records.
+
+    As the paper did, one τ per cell, pooled over the cell's groups. Each
+    record's (reference, prediction) pair is the one the score table uses
+    (:func:`distalign_data.scoring.scored_pair`). Under ``corrected`` a failed
+    parse is an all-NaN prediction, which the fits exclude and count; under
+    ``paper`` a pair the protocol drops, or whose stored reference is not a
+    distribution (off 1 by more than :data:`REFERENCE_ATOL`), is left out. A
+    record whose row is not in ``rows`` (an iterable of benchmark rows or a
+    mapping dataset -> rows) is left out. The held-out fit uses ``n_folds``
+    folds over questions, shuffled with ``seed``.
+
+    >>> from distalign_data.records import RunRecord
+    >>> row = {"dataset": "nyt_books", "id": "q1/Male", "question_id": "q1", "options": ["No", "Yes"],
+    ...        "distribution": [0.5, 0.5]}
+    >>> record = RunRecord(model="m", dataset="nyt_books", row_id="q1/Male", question_id="q1",
+    ...                    group_attribute="SEX", group="Male", method="logprobs", steering="persona",
+    ...                    options=["Yes", "No"], distribution=[0.8, 0.2], parse_status="ok")
+    >>> cell = fit_cell_temperatures([record], [row], protocol="corrected")[("m", "nyt_books", "persona")]
+    >>> cell.predictions[0].tolist(), cell.oracle.at_bound, cell.heldout is None
+    ([0.2, 0.8], True, True)
+    """
+    from distalign_data.scoring import rows_by_id, scored_pair
+
+    index = rows_by_id(rows)
+    pooled: dict[tuple[str, str, str], list] = {}
+    for record in records:
+        row = index.get((record.dataset, record.row_id))
+        if record.method != "logprobs" or row is None:
+            continue
+        pair = scored_pair(record, row, protocol)
+        if pair is None and protocol == "corrected":
+            pair = (row["distribution"], np.full(len(row["options"]), np.nan))
+        if pair is None:
+            continue
+        reference, prediction = np.asarray(pair[0], dtype=float), np.asarray(pair[1], dtype=float)
+        if abs(reference.sum() - 1) > REFERENCE_ATOL:
+            if protocol == "corrected":
+                raise ValueError(f"row {record.row_id!r} ({record.dataset}): reference sums to {float(reference.sum()):.6g}, "
+                                 f"not 1 (tolerance {REFERENCE_ATOL})")
+            continue
+        pooled.setdefault((record.model, record.dataset, record.steering), []).append(
+            (record, reference, prediction, record.question_id))
+    cells = {}
+    for cell, items in pooled.items():
+        cell_records, references, predictions, questions = (list(column) for column in zip(*items))
+        usable = tuple(int(i) for i in np.flatnonzero(_scalable(pad_rows(predictions, name="y_pred").values)))
+        oracle = heldout = None
+        if usable:
+            oracle = fit_temperature(references, predictions, atol=REFERENCE_ATOL)
+        if len({questions[i] for i in usable}) >= n_folds:
+            heldout = fit_temperature_kfold(references, predictions, n_folds=n_folds, seed=seed, groups=questions,
+                                            atol=REFERENCE_ATOL)
+        cells[cell] = CellTemperature(tuple(cell_records), references, predictions, questions, usable, oracle, heldout)
+    return cells

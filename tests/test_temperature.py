@@ -9,10 +9,12 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 from distalign_data.names import GROUPS
+from distalign_data.records import RunRecord
 from distalign_data.temperature import (
     PAPER_BOUNDS,
     apply_temperature,
     expected_calibration_error,
+    fit_cell_temperatures,
     fit_temperature,
     fit_temperature_kfold,
 )
@@ -281,3 +283,93 @@ def test_paper_temperature_cell_reproduced(mirror_source):
             np.testing.assert_allclose(apply_temperature([logprobs], paper_tau)[0], rescaled, rtol=1e-9, atol=1e-12)
             compared += 1
     assert compared > 500
+
+
+# ---------------------------------------------------------------- per-cell fits from run records
+
+CELL_OPTIONS = ["No", "Yes", "Maybe"]
+
+
+def cell_row(question: int, distribution=(0.2, 0.5, 0.3)) -> dict:
+    return {"dataset": "nyt_books", "id": f"q{question}/Male", "question_id": f"q{question}",
+            "options": list(CELL_OPTIONS), "distribution": list(distribution)}
+
+
+def cell_record(question: int, distribution, *, options=("Maybe", "No", "Yes"), steering="persona",
+                method="logprobs", extra=None) -> RunRecord:
+    return RunRecord(model="m", dataset="nyt_books", row_id=f"q{question}/Male", question_id=f"q{question}",
+                     group_attribute="SEX", group="Male", method=method, steering=steering, options=list(options),
+                     distribution=None if distribution is None else list(distribution),
+                     parse_status="failed" if distribution is None else "ok", extra=extra or {})
+
+
+def test_cell_fits_pool_log_prob_records_aligned_by_option_text():
+    rows = [cell_row(q, (0.1 + 0.05 * q, 0.6 - 0.05 * q, 0.3)) for q in range(6)]
+    # Record options run Maybe, No, Yes; the rows' run No, Yes, Maybe.
+    stored = [(0.1, 0.7, 0.2), (0.05, 0.9, 0.05), (0.3, 0.3, 0.4), None, (0.2, 0.1, 0.7), (0.6, 0.3, 0.1)]
+    records = [cell_record(q, d) for q, d in enumerate(stored)]
+    records += [cell_record(0, (0.5, 0.5, 0.0), steering="few_shot"), cell_record(1, (0.2, 0.2, 0.6), steering="few_shot"),
+                cell_record(2, (1.0, 0.0, 0.0), method="sequence"),  # not log-probs: ignored
+                cell_record(9, (0.3, 0.3, 0.4))]  # no such row: ignored
+    cells = fit_cell_temperatures(records, rows, protocol="corrected", n_folds=3, seed=7)
+    assert sorted(cells) == [("m", "nyt_books", "few_shot"), ("m", "nyt_books", "persona")]
+    cell = cells[("m", "nyt_books", "persona")]
+    by_hand = [None if d is None else [d[1], d[2], d[0]] for d in stored]  # (No, Yes, Maybe)
+    assert [r.row_id for r in cell.records] == [f"q{q}/Male" for q in range(6)]
+    assert cell.usable == (0, 1, 2, 4, 5) and np.isnan(cell.predictions[3]).all()
+    for i in cell.usable:
+        assert cell.predictions[i].tolist() == pytest.approx(by_hand[i])
+    refs = [rows[i]["distribution"] for i in cell.usable]
+    assert cell.oracle.tau == fit_temperature(refs, [by_hand[i] for i in cell.usable]).tau
+    assert cell.oracle.excluded_rows == (3,)
+    held = fit_temperature_kfold([r["distribution"] for r in rows], [d if d is not None else [0.0] * 3 for d in by_hand],
+                                 n_folds=3, seed=7, groups=[f"q{q}" for q in range(6)])
+    assert cell.heldout.taus == held.taus and cell.heldout.seed == 7
+    # Two questions cannot fill three folds: no held-out fit, but an oracle one.
+    few = cells[("m", "nyt_books", "few_shot")]
+    assert few.heldout is None and few.oracle.n_rows == 2
+
+
+def test_cell_fits_under_paper_take_stored_vectors_and_admit_rounded_references():
+    rows = [cell_row(q) for q in range(4)]
+    records = [
+        # Rounded to 3 decimals (sum 0.999): admitted, positionally, in the stored order.
+        cell_record(0, (0.3, 0.3, 0.4), extra={"paper_distribution": [0.6, 0.3, 0.1], "paper_reference": [0.333, 0.333, 0.333]}),
+        cell_record(1, (0.3, 0.3, 0.4), extra={"paper_distribution": [0.2, 0.7, 0.1], "paper_reference": [0.5, 0.25, 0.25]}),
+        # Not a distribution (the no-steering letter bug shape): left out.
+        cell_record(2, (0.3, 0.3, 0.4), extra={"paper_distribution": [0.2, 0.7, 0.1], "paper_reference": [0.4, 0.1, 0.0]}),
+        # Lengths differ: the paper dropped the pair.
+        cell_record(3, (0.3, 0.3, 0.4), extra={"paper_distribution": [0.2, 0.8], "paper_reference": [0.5, 0.25, 0.25]}),
+    ]
+    cell = fit_cell_temperatures(records, rows, protocol="paper")[("m", "nyt_books", "persona")]
+    assert [r.row_id for r in cell.records] == ["q0/Male", "q1/Male"]
+    assert [p.tolist() for p in cell.predictions] == [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]]
+    expected = fit_temperature([[0.333, 0.333, 0.333], [0.5, 0.25, 0.25]], [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]], atol=0.01)
+    assert cell.oracle.tau == expected.tau
+
+
+def test_cell_fits_name_a_row_whose_own_reference_is_not_a_distribution():
+    rows = [cell_row(0, (0.2, 0.5, 0.1))]
+    with pytest.raises(ValueError, match=r"row 'q0/Male' \(nyt_books\): reference sums to 0.8"):
+        fit_cell_temperatures([cell_record(0, (0.3, 0.3, 0.4))], rows, protocol="corrected")
+
+
+@pytest.mark.mirror
+def test_mirror_cell_fits_are_the_imports_and_match_protocol_section_5(paper_run):
+    store, rows = paper_run
+    records = store.records()
+    corrected = fit_cell_temperatures(records, rows, protocol="corrected", seed=0)
+    imported = {}
+    for record in records:
+        if record.method == "temperature_scaled_logprobs" and record.extra.get("tau") is not None:
+            imported[(record.model, record.dataset, record.steering)] = record.extra["tau"]
+    # The import stored the very fits the report shows (both callers share one function).
+    assert len(imported) == 24
+    assert imported == {cell: fit.oracle.tau for cell, fit in corrected.items()}
+    # Protocol section 5: the clean fits the paper's NaN objective (τ = 3.8197) missed.
+    assert corrected[("gpt-3.5-turbo-0125", "opinionqa_subset", "persona")].oracle.tau == pytest.approx(2.31, abs=0.005)
+    llama_gv = ("llama3-70b", "global_opinionqa_contentious")
+    paper = fit_cell_temperatures([r for r in records if (r.model, r.dataset) == llama_gv], rows, protocol="paper")
+    assert paper[llama_gv + ("persona",)].oracle.tau == pytest.approx(6.94, abs=0.005)
+    assert paper[llama_gv + ("few_shot",)].oracle.tau == pytest.approx(10.0, abs=0.005)
+    assert paper[llama_gv + ("few_shot",)].oracle.at_bound
