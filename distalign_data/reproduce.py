@@ -46,12 +46,18 @@ _READY = "reproduce-complete"
 _STEERING_ORDER = {label: i for i, label in enumerate((*STEERING_METHODS, HEADLINE))}
 
 
-def _import_key(upstream) -> str:
+def _import_key(upstream, rows=None) -> str:
     from distalign_data import __version__
+    from distalign_data.benchmarks import code_fingerprint
     from distalign_data.sources import load_manifest
 
     digest = hashlib.sha256()
     digest.update(__version__.encode())
+    # The records are mapped onto benchmark rows: the builders' code decides the
+    # default rows, and rows passed in are hashed themselves.
+    digest.update(code_fingerprint().encode())
+    if rows is not None:
+        digest.update(json.dumps(rows, sort_keys=True, default=str).encode())
     digest.update(load_manifest(upstream.manifest)["commit"].encode())
     digest.update(upstream.describe().encode())
     here = Path(__file__).parent
@@ -63,8 +69,9 @@ def _import_key(upstream) -> str:
 def cached_import(source=None, *, cache_dir: str | os.PathLike | None = None, rows=None) -> Path:
     """The run directory of the imported paper outputs, imported on first use and cached after.
 
-    The cache key covers the package version, the upstream commit and source and
-    the importer's code, so a stale import is never reused.
+    The cache key covers the package version, the upstream commit and source, the
+    importer's and the builders' code and any ``rows`` given, so a stale import is
+    never reused.
     """
     from distalign_data.paper_import import import_paper_outputs
     from distalign_data.records import RecordStore
@@ -72,7 +79,7 @@ def cached_import(source=None, *, cache_dir: str | os.PathLike | None = None, ro
 
     upstream = resolve_source(source)
     root = Path(cache_dir) if cache_dir is not None else upstream.cache / "paper-import"
-    run_dir = root / _import_key(upstream)
+    run_dir = root / _import_key(upstream, rows)
     if RecordStore(run_dir).manifest().get(_READY) if run_dir.exists() else False:
         return run_dir
     root.mkdir(parents=True, exist_ok=True)
