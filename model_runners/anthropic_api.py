@@ -6,7 +6,9 @@ reports ``Capabilities(logprobs=False)`` and a run asking for ``logprobs`` is
 refused before any request (``base.check_capabilities``).
 
 The key comes from ``ANTHROPIC_API_KEY`` (or the variable named by
-``api_key_env``); the SDK's own ``ANTHROPIC_BASE_URL`` is honoured. In anthropic
+``api_key_env``); the SDK's own ``ANTHROPIC_BASE_URL`` is honoured, resolved once
+when the backend is made, and (without user info or query) part of the response
+cache key and the manifest (``response_identity``). In anthropic
 2.x ``messages.create`` has no ``temperature`` argument, so it travels in
 ``extra_body``; the system message goes in ``system``. The SDK's retries are off:
 the engine (``api_engine.py``) retries, limits and times requests, and
@@ -23,8 +25,13 @@ from distalign_data.model_runners.api_engine import api_key_from_env
 from distalign_data.model_runners.api_engine import backend_options
 from distalign_data.model_runners.api_engine import classify_sdk_error
 from distalign_data.model_runners.base import Capabilities
+from distalign_data.model_runners.cache import public_url
 from distalign_data.model_runners.openai_api import MAX_TOKENS
 from distalign_data.model_runners.openai_api import TEMPERATURE
+from distalign_data.model_runners.openai_api import base_url_from_env
+from distalign_data.model_runners.openai_api import url_secrets
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
 class AnthropicBackend(ApiBackend):
@@ -39,7 +46,10 @@ class AnthropicBackend(ApiBackend):
             raise ValueError(f"model spec {spec!r} is not anthropic:<model>")
         super().__init__(spec, model, **options)
         self._api_key = api_key_from_env(api_key_env or "ANTHROPIC_API_KEY", spec=spec)
-        self._secrets = (self._api_key,)
+        # The SDK's own choice, fixed here: requests, cache key and manifest name one server.
+        self.base_url = base_url_from_env("ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
+        self.response_identity = {"base_url": public_url(self.base_url)}
+        self._secrets = (self._api_key, *url_secrets(self.base_url))
 
     def sampling_parameters(self, method: str) -> dict[str, Any]:
         return {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS}
@@ -58,7 +68,7 @@ class AnthropicBackend(ApiBackend):
     def _make_client(self) -> Any:
         import anthropic
 
-        return anthropic.AsyncAnthropic(api_key=self._api_key, max_retries=0, timeout=self.settings.timeout)
+        return anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.settings.timeout)
 
     def _classify(self, error: BaseException) -> BaseException:
         import anthropic

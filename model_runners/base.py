@@ -8,7 +8,8 @@ response cache, parsing, and writing one :class:`RunRecord` per job as soon as
 its output arrives, then the manifest.
 
 Caching: :func:`run` keys each response by everything that determines it
-(backend, model, sampling parameters, prompt hash, sample seed) and keeps the
+(backend, model, the backend's ``response_identity`` such as the model's
+fingerprint or the server's URL, sampling parameters, prompt hash, sample seed) and keeps the
 cache in the run directory (or ``cache_dir``). A prompt that several jobs share
 (a no-steering prompt is the same for every group of a question) is sent to the
 backend once. Backends therefore need no cache of their own. The sample seed of
@@ -87,8 +88,11 @@ class Backend(Protocol):
     """What :func:`run` needs from a backend.
 
     A backend may also have ``is_main_process`` (False in the helper processes of
-    a data-parallel run: they must not write), ``describe()`` (a dict of facts
-    for the manifest, such as a model revision; never a secret) and
+    a data-parallel run: they must not write), ``response_identity`` (a dict of
+    what, besides the spec and the sampling parameters, determines a response:
+    the model's fingerprint, the effective server URL; part of every response
+    cache key and of the manifest; never a secret), ``describe()`` (a dict of
+    facts for the manifest, such as library versions; never a secret) and
     ``plan(work)``, called before ``generate`` with one (job, prompt) per
     distinct prompt of the whole run, finished ones included (the local backend
     fixes its batches over them so that resumed runs batch alike).
@@ -176,12 +180,18 @@ def sample_seed(run_seed: int, prompt: Any) -> int:
 
 
 def response_key(backend: Backend, job: Job, prompt: Any) -> str:
-    """Cache key of the response to one prompt (no row or group in it: shared prompts share it)."""
+    """Cache key of the response to one prompt (no row or group in it: shared prompts share it).
+
+    Besides the spec, the request and the prompt, the key holds the backend's
+    ``response_identity`` (the model's fingerprint, the server's base URL), so a
+    cache shared by runs never serves an answer of another model version or server.
+    """
     from distalign_data.model_runners.cache import cache_key
 
     return cache_key(
         backend=backend.name,
         model=backend.spec,
+        identity=getattr(backend, "response_identity", {}),
         method=job.method,
         request=backend.sampling_parameters(job.method),
         prompt=prompt.sha256,
@@ -374,6 +384,7 @@ def _write_manifest(store, backend, datasets, summary, usage_before, *, methods,
             "model": backend.spec,
             "backend": backend.name,
             "backend_info": describe() if describe else {},
+            "response_identity": getattr(backend, "response_identity", {}),
             "sampling": {m: backend.sampling_parameters(m) for m in methods},
             "seed": seed,
             "methods": list(methods),

@@ -23,10 +23,25 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 CACHE_FILE = "cache.sqlite"
+
+
+def public_url(url: str) -> str:
+    """A URL as it may enter a key or a manifest: no user info (credentials), query or fragment, no trailing slash.
+
+    >>> public_url("https://user:sk-secret@gateway.example:8443/v1/?key=sk-secret#x")
+    'https://gateway.example:8443/v1'
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def cache_key(**parts: Any) -> str:

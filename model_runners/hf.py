@@ -21,6 +21,12 @@
   whole: a resumed run, or one split over processes, computes every prompt in the
   same batch as an uninterrupted single-process run, and its records are bit for
   bit the same (tested on CPU). Only an out-of-memory split changes batches.
+* Cache identity (``response_identity``, part of every response cache key and
+  of the manifest): the model's fingerprint (a model folder's file hash, or a
+  Hub id's cached commit; :mod:`~distalign_data.model_runners.model_fingerprint`)
+  and :data:`RENDERING_VERSION`; the dtype is in the sampling parameters. Library
+  versions and the device are recorded in the manifest but not keyed: they move
+  only the last bits of a result, as batch composition does.
 * Data parallel: under ``accelerate launch`` (or ``torchrun``) process i takes
   batches i, i + n, ...; results are gathered with ``gather_object`` after every
   round of batches, and only the main process calls ``on_output`` (which writes).
@@ -36,12 +42,16 @@ from distalign_data.model_runners.base import Capabilities
 from distalign_data.model_runners.base import Job
 from distalign_data.model_runners.base import RawOutput
 from distalign_data.model_runners.base import sample_seed
+from distalign_data.model_runners.model_fingerprint import model_fingerprint
 
 PREFIX = "hf:"
 # The paper's local model generated at most 120 new tokens.
 DEFAULT_MAX_NEW_TOKENS = 120
 CPU_AUTO_BATCH_SIZE = 8
 GPU_AUTO_BATCH_SIZE = {"logprobs": 128, "generate": 64}
+# Part of every response cache key: raise it whenever what the model reads
+# (prompt_string, _encode) or which tokens are read off (letter_token_ids) changes.
+RENDERING_VERSION = 1
 
 
 def letter_token_ids(tokenizer: Any, prompt_text: str, letters: Any) -> list[int]:
@@ -169,6 +179,8 @@ class HFBackend:
         self.model.eval()
         self.device = self.model.device
         self.dtype_name = str(self.model.dtype).removeprefix("torch.")
+        # After loading: a Hub model's revision is read off the local cache it was loaded into.
+        self.response_identity = {**model_fingerprint(self.path), "rendering_version": RENDERING_VERSION}
         self._letter_ids: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         self._plan: list[list[dict]] | None = None
         self._max_rows: int | None = None
@@ -195,9 +207,9 @@ class HFBackend:
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
             "model_path": self.path,
-            "model_revision": getattr(config, "_commit_hash", None),
             "model_type": getattr(config, "model_type", None),
             "dtype": self.dtype_name,
+            "device": str(self.device),
             "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
             "num_processes": self.num_processes,
         }

@@ -15,7 +15,10 @@ variable named by ``api_key_env``). An ``openai-compatible:`` server gets the ke
 in ``api_key_env`` when that option names one, and otherwise the placeholder
 ``EMPTY`` (what ``vllm serve`` without ``--api-key`` expects): an OpenAI key is
 never sent to another server by default. ``openai:`` follows the SDK's own
-``OPENAI_BASE_URL`` if set.
+``OPENAI_BASE_URL`` if set; the URL is resolved once, when the backend is made,
+and the same URL (without user info or query) goes into the response cache key
+and the manifest (``response_identity``), so answers of a gateway or proxy are
+never served as OpenAI's, nor the other way round.
 
 The SDK's retries are off (``max_retries=0``): the engine (``api_engine.py``)
 retries, limits and times requests. The SDK does not validate responses (even
@@ -31,6 +34,7 @@ is a retryable malformed response.
 from __future__ import annotations
 
 import math
+import os
 import urllib.parse
 from typing import Any
 
@@ -42,6 +46,7 @@ from distalign_data.model_runners.api_engine import backend_options
 from distalign_data.model_runners.api_engine import classify_sdk_error
 from distalign_data.model_runners.base import Capabilities
 from distalign_data.model_runners.base import sample_seed
+from distalign_data.model_runners.cache import public_url
 
 # The Chat Completions API returns at most this many alternatives per token.
 MAX_TOP_LOGPROBS = 20
@@ -50,6 +55,26 @@ MAX_TOP_LOGPROBS = 20
 MAX_TOKENS = 400
 TEMPERATURE = 1.0
 PLACEHOLDER_KEY = "EMPTY"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def base_url_from_env(variable: str, default: str) -> str:
+    """The base URL an SDK client made without one uses: the environment variable's value if set, else ``default``.
+
+    >>> base_url_from_env("DISTALIGN_UNSET_VARIABLE", "https://api.example/v1")
+    'https://api.example/v1'
+    """
+    return os.environ.get(variable, "").strip() or default
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The parts of a URL that may hold a credential (password, query), for scrubbing from error messages.
+
+    >>> url_secrets("https://me:pw@host/v1?key=k")
+    ('pw', 'key=k')
+    """
+    parts = urllib.parse.urlsplit(url)
+    return tuple(part for part in (parts.password, parts.query) if part)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, str]:
@@ -78,13 +103,17 @@ class OpenAIBackend(ApiBackend):
     capabilities = Capabilities(logprobs=True, max_top_logprobs=MAX_TOP_LOGPROBS)
 
     def __init__(self, spec: str, *, api_key_env: str | None = None, **options: Any) -> None:
-        self.name, self.base_url, model = parse_spec(spec)
+        self.name, base_url, model = parse_spec(spec)
         super().__init__(spec, model, **options)
         if self.name == "openai":
             self._api_key = api_key_from_env(api_key_env or "OPENAI_API_KEY", spec=spec)
+            # The SDK's own choice, fixed here: requests, cache key and manifest name one server.
+            base_url = base_url_from_env("OPENAI_BASE_URL", DEFAULT_BASE_URL)
         else:
             self._api_key = api_key_from_env(api_key_env, spec=spec) if api_key_env else PLACEHOLDER_KEY
-        self._secrets = (self._api_key,)
+        self.base_url = base_url
+        self.response_identity = {"base_url": public_url(base_url)}
+        self._secrets = (self._api_key, *url_secrets(base_url))
 
     def sampling_parameters(self, method: str) -> dict[str, Any]:
         if method == "logprobs":
@@ -103,7 +132,7 @@ class OpenAIBackend(ApiBackend):
         import openai
 
         http_client = None
-        if self.base_url is not None and self.base_url.startswith("http://"):
+        if self.base_url.startswith("http://"):
             # Plain HTTP (a local vLLM server) never uses TLS: skip building a
             # certificate store (~0.1 s for every generate call).
             http_client = openai.DefaultAsyncHttpxClient(verify=False, timeout=self.settings.timeout)
@@ -129,7 +158,7 @@ class OpenAIBackend(ApiBackend):
             raise TransientError(f"malformed response: {type(error).__name__} while reading it") from None
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "api": "chat.completions", "base_url": self.base_url or "the SDK default"}
+        return {**super().describe(), "api": "chat.completions"}
 
 
 def _validated(response: Any, *, want_logprobs: bool) -> dict[str, Any]:

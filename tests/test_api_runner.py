@@ -577,3 +577,67 @@ def test_distalign_run_forwards_the_api_options(tmp_path, fake_key, openai_serve
     prices.write_text("[1, 2]")
     assert cli.main(argv("badprices", "--budget", "1", "--prices", str(prices))) == 1
     assert "prices file: expected a JSON object" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# the server in the cache key
+
+
+def test_openai_base_url_from_the_environment_keys_the_cache_and_names_the_server(tmp_path, monkeypatch):
+    """Answers of one server are never served for another; the manifest names the server actually asked."""
+    import openai
+
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    first, second = servers.start_server("openai"), servers.start_server("openai")
+    rows, cache_dir = make_rows(3), tmp_path / "shared-cache"
+    try:
+        summaries = {}
+        for name, url in (("first", first.url), ("second", second.url), ("first-again", first.url + "/")):
+            monkeypatch.setenv("OPENAI_BASE_URL", url)
+            backend = base.get_backend("openai:gpt-4o-mini", timeout=2.0)
+            summaries[name] = base.run(backend, rows, methods=["sequence"], steerings=["persona"], run_dir=tmp_path / name,
+                                       seed=0, cache_dir=cache_dir, progress=False)
+            assert RecordStore(tmp_path / name).manifest()["response_identity"] == {"base_url": url.rstrip("/")}
+        assert first.request_count == second.request_count == 3  # the second server was asked, not the cache
+        assert (summaries["second"].from_cache, summaries["first-again"].from_cache) == (0, 3)
+    finally:
+        first.close()
+        second.close()
+
+    # Unset, the key names the SDK's default server, which is where the client would send requests.
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    default = base.get_backend("openai:gpt-4o-mini")
+    sdk_default = str(openai.AsyncOpenAI(api_key=FAKE_KEY).base_url).rstrip("/")
+    assert default.response_identity == {"base_url": sdk_default} and str(default._make_client().base_url).rstrip("/") == sdk_default
+
+    # Credentials in the URL stay out of the key, the manifest facts and the key's parts.
+    from distalign_data.model_runners import cache
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://user:sk-url-secret@gateway.example:8443/v1?token=sk-url-secret")
+    gateway = base.get_backend("openai:gpt-4o-mini")
+    parts_seen = []
+    real_cache_key = cache.cache_key
+    monkeypatch.setattr(cache, "cache_key", lambda **parts: parts_seen.append(parts) or real_cache_key(**parts))
+    job, prompt = _first_work(gateway, make_rows(1))
+    gateway_key = base.response_key(gateway, job, prompt)
+    assert gateway.response_identity == {"base_url": "https://gateway.example:8443/v1"}
+    assert "sk-url-secret" not in json.dumps(parts_seen) + json.dumps(gateway.describe())
+    assert gateway_key not in {base.response_key(default, *_first_work(default, make_rows(1)))}
+
+
+def test_anthropic_base_url_from_the_environment_is_part_of_the_key(monkeypatch):
+    import anthropic
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    keys = {}
+    for url in ("http://127.0.0.1:9", "http://127.0.0.1:8", None):
+        if url is None:
+            monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+        else:
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        backend = base.get_backend("anthropic:claude-3-haiku-20240307")
+        expected = url or str(anthropic.AsyncAnthropic(api_key=FAKE_KEY).base_url).rstrip("/")
+        assert backend.response_identity == {"base_url": expected}
+        assert str(backend._make_client().base_url).rstrip("/") == expected  # where the requests go
+        keys[url] = base.response_key(backend, *_first_work(backend, make_rows(1)))
+    assert len(set(keys.values())) == 3

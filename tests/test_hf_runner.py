@@ -355,3 +355,116 @@ def test_a_tokenizer_without_letter_tokens_is_refused_before_any_work(tiny_model
     with pytest.raises(ValueError, match=r"row 'q0/Democrat': the tokenizer has no single token for the option letter 'A'"):
         run_tiny(tiny_model_dir, tmp_path, toy_rows(1), methods=["sequence", "logprobs"], steerings=["persona"])
     assert RecordStore(tmp_path).records() == []
+
+
+# -- response cache keys: the model's fingerprint -----------------------------
+
+
+def independent_folder_sha256(folder: Path) -> str:
+    """The folder fingerprint recomputed from the files' bytes, without the digest cache."""
+    import hashlib
+
+    outer = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith((".", "README")):
+            outer.update(f"{path.name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+def test_a_shared_cache_serves_an_unchanged_model_but_not_a_changed_template_or_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from safetensors.torch import save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    rows, cache = toy_rows(1), tmp_path / "shared-cache"
+
+    def run_in(name: str):
+        backend = get_backend(f"hf:{model}", batch_size=2, max_new_tokens=MAX_NEW_TOKENS)
+        summary = run(backend, rows, methods=["logprobs", "sequence"], steerings=["persona"], run_dir=tmp_path / name,
+                      seed=7, cache_dir=cache, progress=False)
+        return summary, RecordStore(tmp_path / name).manifest()["response_identity"]
+
+    first, identity = run_in("first")
+    assert first.generated == first.unique_prompts == 4 and first.from_cache == 0
+    assert identity == {"model_sha256": independent_folder_sha256(model), "rendering_version": 1}
+    again, same = run_in("again")  # a new backend object and run directory, same files
+    assert (again.from_cache, again.generated, same) == (4, 0, identity)
+    assert comparable(tmp_path / "again") == comparable(tmp_path / "first")
+
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text().replace("<|assistant|>\n{% endif %}", "Answer:<|assistant|>\n{% endif %}"))
+    templated, identity_t = run_in("template")
+    assert (templated.from_cache, templated.generated) == (0, 4) and identity_t != identity
+
+    weights = load_file(model / "model.safetensors")
+    name = sorted(weights)[len(weights) // 2]  # a middle tensor, as a fine-tune of some layers changes
+    weights[name] = weights[name] + 0.01 * torch.ones_like(weights[name])
+    before = (model / "model.safetensors").read_bytes()
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    after = (model / "model.safetensors").read_bytes()
+    # Same size, header and first and last 64 KiB: a hash of size and file ends would not see the change.
+    assert len(after) == len(before) and after[:65536] == before[:65536] and after[-65536:] == before[-65536:] and after != before
+    reweighted, identity_w = run_in("weights")
+    assert (reweighted.from_cache, reweighted.generated) == (0, 4)
+    assert identity_w == {"model_sha256": independent_folder_sha256(model), "rendering_version": 1}
+    assert len({identity["model_sha256"], identity_t["model_sha256"], identity_w["model_sha256"]}) == 3
+
+
+def test_large_file_digests_are_reused_until_the_file_changes_even_with_its_mtime_restored(tmp_path, monkeypatch):
+    import sqlite3
+
+    from distalign_data.model_runners import model_fingerprint as fp
+
+    monkeypatch.setenv("DISTALIGN_CACHE", str(tmp_path / "cache-home"))
+    monkeypatch.setattr(fp, "DIGEST_CACHE_MIN_BYTES", 1000)
+    monkeypatch.setattr(fp, "RACY_WINDOW_S", 0.0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("not part of the model")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 16)
+    time.sleep(0.05)  # past the file-time tick of the write
+    digest = fp.folder_sha256(folder)
+    assert digest == independent_folder_sha256(folder)
+    digest_file = tmp_path / "cache-home" / fp.DIGEST_CACHE_FILE
+    with sqlite3.connect(digest_file) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 1  # the large file only
+
+    # A stale digest is served while stat is unchanged (proof that the cache is read) ...
+    with sqlite3.connect(digest_file) as conn:
+        conn.execute("UPDATE responses SET response = ?", (json.dumps({"sha256": "0" * 64}),))
+    assert fp.folder_sha256(folder) != digest
+    # ... and a rewrite of the same size with the modification time put back is still seen (ctime moved).
+    before = weights.stat()
+    time.sleep(0.05)
+    weights.write_bytes(bytes(reversed(range(256))) * 16)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert fp.folder_sha256(folder) == independent_folder_sha256(folder) != digest
+
+    # The same files give the same fingerprint in another process (resumed runs keep their keys).
+    code = "import sys; from distalign_data.model_runners.model_fingerprint import folder_sha256; print(folder_sha256(sys.argv[1]))"
+    other = subprocess.run([sys.executable, "-c", code, str(folder)], env=subprocess_env(), capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == independent_folder_sha256(folder)
+
+
+def test_a_hub_model_is_identified_by_the_commit_its_ref_points_to(tmp_path):
+    from distalign_data.model_runners.model_fingerprint import hub_commit
+    from distalign_data.model_runners.model_fingerprint import model_fingerprint
+
+    repo = tmp_path / "models--org--tiny"
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert hub_commit("org/tiny", cache_dir=tmp_path) == "a" * 40
+    (repo / "refs" / "main").write_text("b" * 40)  # the ref moved: another key
+    assert hub_commit("org/tiny", cache_dir=tmp_path) == "b" * 40
+    assert hub_commit("org/absent", cache_dir=tmp_path) is None
+    with pytest.raises(ValueError, match=r"hf:org/absent-\w+: not a model folder and not in the local Hugging Face cache"):
+        model_fingerprint(f"org/absent-{os.getpid()}")
