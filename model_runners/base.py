@@ -285,7 +285,8 @@ def run(
 
     ``limit`` keeps the first N rows of each dataset. Records are appended as
     outputs arrive, so a killed run resumes where it stopped; responses already
-    in the cache are not requested again. The manifest is written at the end
+    in the cache are not requested again; a run directory whose manifest names
+    another version of this model (``response_identity``) is refused. The manifest is written at the end
     (also when the backend raises) and every :data:`MANIFEST_FLUSH_S` seconds
     while outputs arrive.
     """
@@ -298,6 +299,7 @@ def run(
     rows = _limit_per_dataset(rows, limit)
     is_main = getattr(backend, "is_main_process", True)
     store = RecordStore(run_dir)
+    _check_same_model_version(store, backend)
     jobs = plan_jobs(rows, methods, steerings, backend.spec, seed)
     done = store.keys()
     pending = [job for job in jobs if job.key not in done]
@@ -368,6 +370,22 @@ def run(
         cache.close()
         write_manifest()
     return summary
+
+
+def _check_same_model_version(store: RecordStore, backend: Backend) -> None:
+    """ValueError when the run directory's records came from another version of this model or another server.
+
+    Record keys hold the model spec but not its version: resuming with changed
+    weights, template or server would mix two models' records under one name.
+    """
+    manifest = store.manifest()
+    identity = getattr(backend, "response_identity", {})
+    before = manifest.get("response_identity")
+    if manifest.get("model") == backend.spec and before is not None and before != identity:
+        raise ValueError(
+            f"run directory {store.run_dir}: its records of {backend.spec} were made with {before}, "
+            f"but the model now is {identity}; write this version's records to a new run directory"
+        )
 
 
 def _write_manifest(store, backend, datasets, summary, usage_before, *, methods, steerings, seed, limit, run_s) -> None:

@@ -600,6 +600,12 @@ def test_openai_base_url_from_the_environment_keys_the_cache_and_names_the_serve
             assert RecordStore(tmp_path / name).manifest()["response_identity"] == {"base_url": url.rstrip("/")}
         assert first.request_count == second.request_count == 3  # the second server was asked, not the cache
         assert (summaries["second"].from_cache, summaries["first-again"].from_cache) == (0, 3)
+        # Another server's answers are not filed under the first one's records either.
+        monkeypatch.setenv("OPENAI_BASE_URL", second.url)
+        with pytest.raises(ValueError, match=r"its records of openai:gpt-4o-mini were made with \{'base_url': 'http://127"):
+            base.run(base.get_backend("openai:gpt-4o-mini"), make_rows(4), methods=["sequence"], steerings=["persona"],
+                     run_dir=tmp_path / "first", seed=0, progress=False)
+        assert second.request_count == 3 and len(RecordStore(tmp_path / "first").records()) == 3
     finally:
         first.close()
         second.close()

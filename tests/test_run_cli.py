@@ -117,6 +117,11 @@ def test_run_then_score_on_the_tiny_model(mirror_source, tiny_model_dir, tmp_pat
     assert len(records) == 3 * 2 * 3 * 3
     assert {r.dataset for r in records} == {"opinionqa_subset", "global_opinionqa_contentious", "nyt_books"}
     assert all(r.parse_status != "failed" for r in records if r.method == "logprobs")
+    # The model version the records came from (its files' hash, checked by hand in test_hf_runner.py).
+    from distalign_data.model_runners.model_fingerprint import folder_sha256
+
+    identity = RecordStore(run_dir).manifest()["response_identity"]
+    assert identity == {"model_sha256": folder_sha256(tiny_model_dir), "rendering_version": 1}
     capsys.readouterr()
     assert cli.main(["score", str(run_dir)]) == 0
     assert f"hf:{tiny_model_dir}" in capsys.readouterr().out
