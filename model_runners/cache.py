@@ -1,8 +1,9 @@
 """Response cache: SQLite in WAL mode, keyed by everything that determines a response.
 
-A key is the SHA-256 of the canonical JSON of its parts (backend, model, full
-request parameters, prompt, sample index, seed), so a changed parameter can never
-return a stale answer. Never pass a secret (an API key) as a part.
+A key is the SHA-256 of the canonical JSON of its parts (backend, model, the
+model's version or the server's URL, full request parameters, prompt, sample
+index, seed), so a changed parameter can never return a stale answer. Never pass
+a secret (an API key, a URL's credentials: :func:`public_url`) as a part.
 
 >>> import tempfile, os
 >>> cache = ResponseCache(os.path.join(tempfile.mkdtemp(), "cache.sqlite"))
