@@ -7,8 +7,8 @@ refused before any request (``base.check_capabilities``).
 
 The key comes from ``ANTHROPIC_API_KEY`` (or the variable named by
 ``api_key_env``); the SDK's own ``ANTHROPIC_BASE_URL`` is honoured, resolved once
-when the backend is made, and (without user info or query) part of the response
-cache key and the manifest (``response_identity``). In anthropic
+when the backend is made, and part of the response cache key and the manifest
+(``response_identity``); one carrying credentials or a query is refused. In anthropic
 2.x ``messages.create`` has no ``temperature`` argument, so it travels in
 ``extra_body``; the system message goes in ``system``. The SDK's retries are off:
 the engine (``api_engine.py``) retries, limits and times requests, and
@@ -29,7 +29,6 @@ from distalign_data.model_runners.cache import public_url
 from distalign_data.model_runners.openai_api import MAX_TOKENS
 from distalign_data.model_runners.openai_api import TEMPERATURE
 from distalign_data.model_runners.openai_api import base_url_from_env
-from distalign_data.model_runners.openai_api import url_secrets
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -47,9 +46,9 @@ class AnthropicBackend(ApiBackend):
         super().__init__(spec, model, **options)
         self._api_key = api_key_from_env(api_key_env or "ANTHROPIC_API_KEY", spec=spec)
         # The SDK's own choice, fixed here: requests, cache key and manifest name one server.
-        self.base_url = base_url_from_env("ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
+        self.base_url = base_url_from_env("ANTHROPIC_BASE_URL", DEFAULT_BASE_URL, spec=spec)
         self.response_identity = {"base_url": public_url(self.base_url)}
-        self._secrets = (self._api_key, *url_secrets(self.base_url))
+        self._secrets = (self._api_key,)
 
     def sampling_parameters(self, method: str) -> dict[str, Any]:
         return {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS}

@@ -16,9 +16,10 @@ in ``api_key_env`` when that option names one, and otherwise the placeholder
 ``EMPTY`` (what ``vllm serve`` without ``--api-key`` expects): an OpenAI key is
 never sent to another server by default. ``openai:`` follows the SDK's own
 ``OPENAI_BASE_URL`` if set; the URL is resolved once, when the backend is made,
-and the same URL (without user info or query) goes into the response cache key
-and the manifest (``response_identity``), so answers of a gateway or proxy are
-never served as OpenAI's, nor the other way round.
+and the same URL goes into the response cache key and the manifest
+(``response_identity``), so answers of a gateway or proxy are never served as
+OpenAI's, nor the other way round. A base URL carrying credentials or a query
+is refused, in a spec or in the environment (:func:`check_base_url`).
 
 The SDK's retries are off (``max_retries=0``): the engine (``api_engine.py``)
 retries, limits and times requests. The SDK does not validate responses (even
@@ -58,23 +59,35 @@ PLACEHOLDER_KEY = "EMPTY"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-def base_url_from_env(variable: str, default: str) -> str:
-    """The base URL an SDK client made without one uses: the environment variable's value if set, else ``default``.
+def check_base_url(url: str, *, where: str) -> None:
+    """ValueError when a base URL carries credentials or a query.
 
-    >>> base_url_from_env("DISTALIGN_UNSET_VARIABLE", "https://api.example/v1")
-    'https://api.example/v1'
-    """
-    return os.environ.get(variable, "").strip() or default
+    Such a URL would reach records, manifests and cache keys, and the HTTP
+    client logs every request's URL; the SDKs would also put a query in the
+    middle of each request path.
 
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """The parts of a URL that may hold a credential (password, query), for scrubbing from error messages.
-
-    >>> url_secrets("https://me:pw@host/v1?key=k")
-    ('pw', 'key=k')
+    >>> check_base_url("http://me:pw@127.0.0.1:8000/v1", where="OPENAI_BASE_URL")
+    Traceback (most recent call last):
+    ...
+    ValueError: OPENAI_BASE_URL: the base URL must not carry credentials or a query; put the key in an environment variable and name it with api_key_env
     """
     parts = urllib.parse.urlsplit(url)
-    return tuple(part for part in (parts.password, parts.query) if part)
+    if parts.username or parts.password or parts.query:
+        raise ValueError(f"{where}: the base URL must not carry credentials or a query; "
+                         "put the key in an environment variable and name it with api_key_env")
+
+
+def base_url_from_env(variable: str, default: str, *, spec: str) -> str:
+    """The base URL an SDK client made without one uses: the environment variable's value if set, else ``default``.
+
+    ValueError (naming the variable, never its value) when it carries credentials or a query.
+
+    >>> base_url_from_env("DISTALIGN_UNSET_VARIABLE", "https://api.example/v1", spec="openai:m")
+    'https://api.example/v1'
+    """
+    url = os.environ.get(variable, "").strip() or default
+    check_base_url(url, where=f"{spec}: {variable}")
+    return url
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, str]:
@@ -90,10 +103,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, str]:
     url = urllib.parse.urlsplit(base_url)
     if not sep or not model or url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(f"model spec {spec!r}: expected openai-compatible:<http(s) base_url>#<model>")
-    if url.username or url.password or url.query:
-        # The spec lands in records, manifests and cache keys.
-        raise ValueError(f"model spec for {url.hostname}: the base URL must not carry credentials or a query; "
-                         "put the key in an environment variable and name it with api_key_env")
+    check_base_url(base_url, where=f"model spec for {url.hostname}")
     return kind, base_url, model
 
 
@@ -108,12 +118,12 @@ class OpenAIBackend(ApiBackend):
         if self.name == "openai":
             self._api_key = api_key_from_env(api_key_env or "OPENAI_API_KEY", spec=spec)
             # The SDK's own choice, fixed here: requests, cache key and manifest name one server.
-            base_url = base_url_from_env("OPENAI_BASE_URL", DEFAULT_BASE_URL)
+            base_url = base_url_from_env("OPENAI_BASE_URL", DEFAULT_BASE_URL, spec=spec)
         else:
             self._api_key = api_key_from_env(api_key_env, spec=spec) if api_key_env else PLACEHOLDER_KEY
         self.base_url = base_url
         self.response_identity = {"base_url": public_url(base_url)}
-        self._secrets = (self._api_key, *url_secrets(base_url))
+        self._secrets = (self._api_key,)
 
     def sampling_parameters(self, method: str) -> dict[str, Any]:
         if method == "logprobs":

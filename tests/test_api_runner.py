@@ -343,6 +343,20 @@ def test_the_key_reaches_no_file_log_or_exception(tmp_path, fake_key, openai_ser
         assert "api_requests" in manifest.read_text()
 
 
+def test_a_base_url_with_credentials_or_a_query_in_the_environment_is_refused_without_echoing_them(monkeypatch):
+    # The HTTP client logs request URLs and would turn user info into a Basic
+    # authorization header a proxy may echo: such a URL never gets that far.
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    for variable, spec in (("OPENAI_BASE_URL", "openai:gpt-4o-mini"), ("ANTHROPIC_BASE_URL", "anthropic:claude-3-haiku-20240307")):
+        for url in ("http://user:pw-7Hq2Lm9Xz4@127.0.0.1:9/v1", "http://127.0.0.1:9/v1?token=pw-7Hq2Lm9Xz4"):
+            monkeypatch.setenv(variable, url)
+            with pytest.raises(ValueError, match=f"{spec}: {variable}: the base URL must not carry credentials or a query") as refused:
+                base.get_backend(spec)
+            assert "pw-7Hq2Lm9Xz4" not in str(refused.value)
+        monkeypatch.delenv(variable)
+
+
 def test_keys_come_from_the_environment_only(monkeypatch, openai_server):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ValueError, match="set the environment variable OPENAI_API_KEY"):
@@ -616,19 +630,18 @@ def test_openai_base_url_from_the_environment_keys_the_cache_and_names_the_serve
     sdk_default = str(openai.AsyncOpenAI(api_key=FAKE_KEY).base_url).rstrip("/")
     assert default.response_identity == {"base_url": sdk_default} and str(default._make_client().base_url).rstrip("/") == sdk_default
 
-    # Credentials in the URL stay out of the key, the manifest facts and the key's parts.
+    # A gateway gets its own keys; the key's parts hold the URL but never the API key.
     from distalign_data.model_runners import cache
 
-    monkeypatch.setenv("OPENAI_BASE_URL", "https://user:sk-url-secret@gateway.example:8443/v1?token=sk-url-secret")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://gateway.example:8443/v1/")
     gateway = base.get_backend("openai:gpt-4o-mini")
     parts_seen = []
     real_cache_key = cache.cache_key
     monkeypatch.setattr(cache, "cache_key", lambda **parts: parts_seen.append(parts) or real_cache_key(**parts))
-    job, prompt = _first_work(gateway, make_rows(1))
-    gateway_key = base.response_key(gateway, job, prompt)
-    assert gateway.response_identity == {"base_url": "https://gateway.example:8443/v1"}
-    assert "sk-url-secret" not in json.dumps(parts_seen) + json.dumps(gateway.describe())
-    assert gateway_key not in {base.response_key(default, *_first_work(default, make_rows(1)))}
+    gateway_key = base.response_key(gateway, *_first_work(gateway, make_rows(1)))
+    assert gateway_key != base.response_key(default, *_first_work(default, make_rows(1)))
+    assert parts_seen[0]["identity"] == gateway.response_identity == {"base_url": "https://gateway.example:8443/v1"}
+    assert FAKE_KEY not in json.dumps(parts_seen) + json.dumps(gateway.describe())
 
 
 def test_anthropic_base_url_from_the_environment_is_part_of_the_key(monkeypatch):
