@@ -468,3 +468,36 @@ def test_a_hub_model_is_identified_by_the_commit_its_ref_points_to(tmp_path):
     assert hub_commit("org/absent", cache_dir=tmp_path) is None
     with pytest.raises(ValueError, match=r"hf:org/absent-\w+: not a model folder and not in the local Hugging Face cache"):
         model_fingerprint(f"org/absent-{os.getpid()}")
+
+
+HUB_SCRIPT = """
+import json, sys
+from pathlib import Path
+from distalign_data.model_runners.base import get_backend, run
+rows, out, refs = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), Path(sys.argv[3])
+results = []
+for name, commit in (("a", "a" * 40), ("b", "b" * 40), ("a-again", "a" * 40)):
+    refs.write_text(commit)
+    backend = get_backend("hf:org/tiny", batch_size=2, max_new_tokens=4)
+    summary = run(backend, rows, methods=["logprobs"], steerings=["persona"], run_dir=out / name, seed=7,
+                  cache_dir=out / "cache", progress=False)
+    results.append([backend.response_identity["model_revision"], summary.from_cache])
+print(json.dumps(results))
+"""
+
+
+def test_a_hub_model_loaded_from_the_local_cache_is_keyed_by_its_revision(tiny_model_dir, tmp_path):
+    import shutil
+
+    hub = tmp_path / "hub"
+    for commit in ("a" * 40, "b" * 40):
+        shutil.copytree(tiny_model_dir, hub / "models--org--tiny" / "snapshots" / commit)
+    (hub / "models--org--tiny" / "refs").mkdir()
+    rows_file = tmp_path / "rows.json"
+    rows_file.write_text(json.dumps(toy_rows(1)))
+    env = {**subprocess_env(), "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    args = [sys.executable, "-c", HUB_SCRIPT, str(rows_file), str(tmp_path / "runs"), str(hub / "models--org--tiny" / "refs" / "main")]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The ref moved to b: nothing of a is reused; back at a, a's two answers are.
+    assert json.loads(result.stdout.splitlines()[-1]) == [["a" * 40, 0], ["b" * 40, 0], ["a" * 40, 2]]
