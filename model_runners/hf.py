@@ -145,7 +145,9 @@ class HFBackend:
             raise ValueError(f"model spec {spec!r} is not hf:<path-or-hub-id>")
         self.spec = spec
         self.path = spec[len(PREFIX) :]
-        if self.path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(self.path)):
+        # transformers does not expand "~" (it would take the path for a Hub id).
+        location = os.path.expanduser(self.path)
+        if self.path.startswith((".", "/", "~")) and not os.path.isdir(location):
             raise ValueError(f"model spec {spec!r}: no model folder at {self.path!r}")
         if batch_size in (None, "auto"):
             self.batch_size = None
@@ -165,13 +167,13 @@ class HFBackend:
                 raise RuntimeError(f"WORLD_SIZE is {world_size} but accelerate joined {self._state.num_processes} processes")
         self.is_main_process = self._state is None or self._state.is_main_process
         self.num_processes = 1 if self._state is None else self._state.num_processes
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(location, padding_side="left")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         load = {"dtype": _resolve_dtype(dtype)}
         if device_map is not None:
             load["device_map"] = device_map
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, **load)
+        self.model = AutoModelForCausalLM.from_pretrained(location, **load)
         if device_map is None:
             if device is None:
                 device = self._state.device if self._state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,7 +182,7 @@ class HFBackend:
         self.device = self.model.device
         self.dtype_name = str(self.model.dtype).removeprefix("torch.")
         # After loading: a Hub model's revision is read off the local cache it was loaded into.
-        self.response_identity = {**model_fingerprint(self.path), "rendering_version": RENDERING_VERSION}
+        self.response_identity = {**model_fingerprint(location), "rendering_version": RENDERING_VERSION}
         self._letter_ids: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         self._plan: list[list[dict]] | None = None
         self._max_rows: int | None = None

@@ -501,3 +501,12 @@ def test_a_hub_model_loaded_from_the_local_cache_is_keyed_by_its_revision(tiny_m
     assert result.returncode == 0, result.stderr[-3000:]
     # The ref moved to b: nothing of a is reused; back at a, a's two answers are.
     assert json.loads(result.stdout.splitlines()[-1]) == [["a" * 40, 0], ["b" * 40, 0], ["a" * 40, 2]]
+
+
+def test_a_model_folder_under_home_is_loaded_and_fingerprinted(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    backend = get_backend("hf:~/models/tiny", batch_size=2, max_new_tokens=MAX_NEW_TOKENS)
+    assert backend.response_identity == {"model_sha256": independent_folder_sha256(tiny_model_dir), "rendering_version": 1}
