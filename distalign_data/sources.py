@@ -142,7 +142,8 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -158,7 +159,7 @@ def _verify(path: Path, relpath: str, size: int, mtime_ns: int, manifest: Path) 
     if size != entry["size"] and not entry.get("upstream_sha256"):
         sha = "(not computed)"
     else:
-        sha = _sha256_file(path)
+        sha = sha256_file(path)
         if sha == entry["sha256"]:
             return False
         if sha == entry.get("upstream_sha256"):
@@ -171,7 +172,8 @@ def _verify(path: Path, relpath: str, size: int, mtime_ns: int, manifest: Path) 
     )
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """distalign's user cache: ``$DISTALIGN_CACHE``, else ``$XDG_CACHE_HOME/distalign`` or ``~/.cache/distalign``."""
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distalign"
@@ -269,7 +271,7 @@ def resolve_source(
     if isinstance(source, UpstreamSource):
         return source
     manifest = Path(manifest).resolve() if manifest is not None else MANIFEST_PATH
-    cache = _cache_root()
+    cache = cache_root()
     base_url = os.environ.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL
     if not base_url.endswith("/"):
         base_url += "/"
@@ -293,7 +295,7 @@ def write_manifest(mirror: Path, sanitised_tsv: Path | None, out: Path = MANIFES
     files = {}
     for path in sorted(p for p in mirror.rglob("*") if p.is_file()):
         relpath = path.relative_to(mirror).as_posix()
-        entry = {"size": path.stat().st_size, "sha256": _sha256_file(path)}
+        entry = {"size": path.stat().st_size, "sha256": sha256_file(path)}
         if relpath in upstream_hashes:
             upstream, mirrored = upstream_hashes.pop(relpath)
             if mirrored != entry["sha256"]:

@@ -47,9 +47,9 @@ RACY_WINDOW_S = 2.0
 
 
 def _digest_cache_path() -> Path:
-    from distalign_data.sources import _cache_root
+    from distalign_data.sources import cache_root
 
-    return _cache_root() / DIGEST_CACHE_FILE
+    return cache_root() / DIGEST_CACHE_FILE
 
 
 def _stat_facts(stat: os.stat_result) -> list[int]:
@@ -58,11 +58,11 @@ def _stat_facts(stat: os.stat_result) -> list[int]:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Full SHA-256 of a file; a large file's digest is reused while its ``stat`` facts are unchanged."""
-    from distalign_data.sources import _sha256_file
+    from distalign_data.sources import sha256_file
 
     stat = os.stat(path)
     if stat.st_size < DIGEST_CACHE_MIN_BYTES:
-        return _sha256_file(Path(path))
+        return sha256_file(Path(path))
     from distalign_data.model_runners.cache import ResponseCache
     from distalign_data.model_runners.cache import cache_key
 
@@ -72,7 +72,7 @@ def file_sha256(path: str | os.PathLike) -> str:
         known = digests.get(key)
         if known is not None:
             return known["sha256"]
-        digest = _sha256_file(Path(path))
+        digest = sha256_file(Path(path))
         settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) >= RACY_WINDOW_S * 1e9
         if settled and _stat_facts(os.stat(path)) == _stat_facts(stat):  # and not written while being read
             digests.put(key, {"sha256": digest})
