@@ -307,15 +307,21 @@ def plot_calibration(bins: Any, stem: str | os.PathLike) -> list[Path]:
         if ece_lines:
             ax.text(0.97, 0.03, "\n".join(ece_lines), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
                     bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(label(model), fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("predicted option probability (0–1)", fontsize=9)
-        if i % n_cols == 0:
-            ax.set_ylabel("human probability (0–1)", fontsize=9)
+        _probability_panel(ax, label(model), "predicted option probability (0–1)",
+                           "human probability (0–1)" if i % n_cols == 0 else None, margin=0.0)
     _title(fig, "Calibration of log-prob distributions before and after temperature scaling (marker area ∝ points in bin)")
     return _save(fig, stem, list(handles.values()), list(handles))
+
+
+def _probability_panel(ax: Any, title: str, xlabel: str, ylabel: str | None, *, margin: float) -> None:
+    """A panel whose axes are both probabilities: [0, 1] (plus ``margin``), grid, title, labels."""
+    ax.set_xlim(-margin, 1 + margin)
+    ax.set_ylim(-margin, 1 + margin)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(xlabel, fontsize=9)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=9)
 
 
 def plot_coin(points: Any, stem: str | os.PathLike) -> list[Path]:
@@ -341,12 +347,7 @@ def plot_coin(points: Any, stem: str | os.PathLike) -> list[Path]:
             line = ax.errorbar(part["stated_p"], part["expressed_p"], yerr=sd, marker="o", markersize=4,
                                capsize=2, color=_METHOD_COLOURS.get(method), label=label(method))
             handles.setdefault(label(method), line)
-        ax.set_xlim(-0.03, 1.03)
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_title(label(model), fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("stated P(heads) (0–1)", fontsize=9)
-        if i % n_cols == 0:
-            ax.set_ylabel("expressed P(heads) (0–1)", fontsize=9)
+        _probability_panel(ax, label(model), "stated P(heads) (0–1)",
+                           "expressed P(heads) (0–1)" if i % n_cols == 0 else None, margin=0.03)
     _title(fig, "Biased coin: stated versus expressed probability of heads (error bars: sd over samples)")
     return _save(fig, stem, list(handles.values()), list(handles))
