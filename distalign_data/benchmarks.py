@@ -40,15 +40,20 @@ def builder_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def files_digest(paths) -> str:
+    """A short hash of the names and bytes of ``paths`` (in the order given): a cache key for code."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """A short hash of every file that decides what the builders produce."""
     package = Path(__file__).parent
     builders = Path(importlib.import_module("distalign_data.builders").__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(builders.glob("*.py")) + [package / name for name in _FINGERPRINTED]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return files_digest(sorted(builders.glob("*.py")) + [package / name for name in _FINGERPRINTED])
 
 
 def make_builder(name: str, *, config: str = DEFAULT_CONFIG, source=None, cache_dir: str | Path | None = None):

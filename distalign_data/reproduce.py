@@ -49,6 +49,7 @@ _STEERING_ORDER = {label: i for i, label in enumerate((*STEERING_METHODS, HEADLI
 def _import_key(upstream, rows=None) -> str:
     from distalign_data import __version__
     from distalign_data.benchmarks import code_fingerprint
+    from distalign_data.benchmarks import files_digest
     from distalign_data.sources import load_manifest
 
     digest = hashlib.sha256()
@@ -60,9 +61,7 @@ def _import_key(upstream, rows=None) -> str:
         digest.update(json.dumps(rows, sort_keys=True, default=str).encode())
     digest.update(load_manifest(upstream.manifest)["commit"].encode())
     digest.update(upstream.describe().encode())
-    here = Path(__file__).parent
-    for name in _IMPORT_CODE:
-        digest.update((here / name).read_bytes())
+    digest.update(files_digest(Path(__file__).parent / name for name in _IMPORT_CODE).encode())
     return digest.hexdigest()[:16]
 
 
