@@ -499,7 +499,7 @@ _SHARED_TEXT = {
 }
 
 
-def _shared_tables(bench, rows, *, protocol: str, seed: int):
+def _shared_tables(bench, rows, frame, *, protocol: str, seed: int):
     """The tables ``distalign reproduce`` builds (:func:`distalign_data.reproduce.protocol_tables`), one Table each.
 
     Returns the tables and the per dataset × steering rows (for Figure 4).
@@ -508,7 +508,7 @@ def _shared_tables(bench, rows, *, protocol: str, seed: int):
     from distalign_data.reproduce import protocol_tables
 
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in protocol_tables(bench, rows, protocol, seed=seed):
+    for row in protocol_tables(bench, rows, protocol, seed=seed, frame=frame):
         grouped.setdefault(_SHARED_TABLES.get(row["table"], "dataset_steering"), []).append(row)
     tables = [Table(name, _SHARED_TEXT[name][0], grouped[name], _SHARED_TEXT[name][1])
               for name in _SHARED_TEXT if name in grouped]
@@ -522,7 +522,7 @@ def _benchmark_tables(bench, rows, out: Path, *, protocol: str, seed: int):
     from distalign_data.temperature import fit_cell_temperatures
 
     frame = scoring.score_records(bench, rows, protocol)
-    shared, by_dataset_steering = _shared_tables(bench, rows, protocol=protocol, seed=seed)
+    shared, by_dataset_steering = _shared_tables(bench, rows, frame, protocol=protocol, seed=seed)
     cells = fit_cell_temperatures(bench, rows, protocol=protocol, seed=seed)
     temperature_rows, pooled = temperature_table(cells, protocol=protocol)
     own = [

@@ -169,11 +169,15 @@ def _relabel(rows: list[dict[str, Any]], **values) -> list[dict[str, Any]]:
     return [{**row, **values} for row in rows]
 
 
-def protocol_tables(records, rows, protocol: str, *, seed: int = 0) -> list[dict[str, Any]]:
-    """Every reproduced table row under one protocol (see :mod:`distalign_data.scoring`)."""
+def protocol_tables(records, rows, protocol: str, *, seed: int = 0, frame=None) -> list[dict[str, Any]]:
+    """Every reproduced table row under one protocol (see :mod:`distalign_data.scoring`).
+
+    ``frame`` is the score table of ``records`` when the caller has it already.
+    """
     from distalign_data import scoring
 
-    frame = scoring.score_records(records, rows, protocol)
+    if frame is None:
+        frame = scoring.score_records(records, rows, protocol)
     models = frame[frame["model"] != "humans"]
     baselines = scoring.baseline_scores(models, rows, protocol, records=records, seed=seed)
     out = scoring.leaderboard(models, table="1a", protocol=protocol, seed=seed)
